@@ -1,0 +1,1 @@
+"""Steering: the hook manager, the method registry and the built-in methods."""

@@ -1,0 +1,208 @@
+"""The one hook manager: every forward hook dsas_bench puts on a model goes through it.
+
+At each steered module ℓ and every token position it applies (METHODS.md §1)
+
+    h' = h + λ · s_ℓ(h) · (T_ℓ(h) − h)
+
+where T_ℓ is the method's map, λ the global strength and s_ℓ the scale from an optional scaler
+(1 when there is none). It also captures pooled activations, with pads excluded. Use it as a
+context manager; every hook is removed on exit, also when an exception is raised::
+
+    with steer(model, method.maps(), strength=0.5):
+        model.generate(**batch)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+Pooling = Literal["mean", "last"]
+Site = Literal["output", "input"]
+
+
+class SteeringMap(nn.Module):
+    """T_ℓ for one module: maps activations h (float32, shape (..., d)) to their steered target.
+
+    Subclasses keep their parameters as buffers (so ``fingerprint`` and ``state_dict`` see them)
+    and implement ``forward``; affine maps may override ``displacement`` with a fused expression.
+    """
+
+    def displacement(self, h: Tensor) -> Tensor:
+        """T(h) − h."""
+        return self(h) - h
+
+    def fingerprint(self) -> str:
+        """A hash of the map's type and tensors, for cache keys."""
+        digest = hashlib.sha256(type(self).__name__.encode())
+        for key, value in sorted(self.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class TokenContext:
+    """What hooks know about the tokens of the forward pass in progress.
+
+    ``mask`` (batch, new tokens) is True at real tokens and False at pads, or None when the
+    caller passed no attention mask. ``new_sequence`` is True on a pass that starts sequences
+    (a prefill, or any pass without a KV cache) and False on cached decoding steps.
+    """
+
+    mask: Tensor | None = None
+    new_sequence: bool = True
+
+
+class Scaler(Protocol):
+    """s_ℓ(h): how much to steer, from the un-steered value ``h`` at module ``module``."""
+
+    def __call__(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        """Return scales in [0, 1] broadcastable to h, typically (batch, tokens, 1)."""
+        ...
+
+
+def pool(h: Tensor, mask: Tensor | None, pooling: Pooling) -> Tensor:
+    """Pool (batch, tokens, d) to (batch, d) over real tokens: their mean, or the last one."""
+    if mask is None:
+        return h.mean(dim=1) if pooling == "mean" else h[:, -1]
+    weights = mask.to(h.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+    last = mask.shape[1] - 1 - mask.flip(1).to(torch.int64).argmax(dim=1)
+    return h[torch.arange(h.shape[0], device=h.device), last]
+
+
+@dataclass
+class Capture:
+    """Pooled activations per module, one (batch, d) tensor per forward pass."""
+
+    pooling: Pooling = "mean"
+    site: Site = "output"
+    keep_grad: bool = False
+    batches: dict[str, list[Tensor]] = field(default_factory=dict)
+
+    def stacked(self) -> dict[str, Tensor]:
+        """(sentences, d) per module, in the order the sentences were fed."""
+        return {name: torch.cat(parts) for name, parts in self.batches.items()}
+
+    def clear(self) -> None:
+        self.batches.clear()
+
+
+def _main_tensor(output: Tensor | tuple) -> Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replace_main(output: Tensor | tuple, value: Tensor) -> Tensor | tuple:
+    return (value, *output[1:]) if isinstance(output, tuple) else value
+
+
+class HookManager:
+    """Owns the forward hooks on one model; hooks run in the order they were added."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.context = TokenContext()
+        self._pending: list[tuple[str, Callable]] = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._modules = dict(model.named_modules())
+
+    # -- building -------------------------------------------------------------------------
+    def steer(self, maps: Mapping[str, SteeringMap], strength: float = 1.0,
+              scaler: Scaler | None = None) -> HookManager:
+        """Steer each named module with its map at global strength λ, scaled by ``scaler``."""
+        for name, steering_map in maps.items():
+            self._pending.append((self._checked(name), self._steering_hook(name, steering_map, strength, scaler)))
+        return self
+
+    def capture(self, modules: Iterable[str], pooling: Pooling = "mean", site: Site = "output",
+                keep_grad: bool = False) -> Capture:
+        """Record pooled activations (module output, or its input) at each named module.
+
+        A capture added after ``steer`` on the same module sees the steered output; added
+        before, the un-steered one.
+        """
+        capture = Capture(pooling=pooling, site=site, keep_grad=keep_grad)
+        for name in modules:
+            self._pending.append((self._checked(name), self._capture_hook(name, capture)))
+        return capture
+
+    def _checked(self, name: str) -> str:
+        if name not in self._modules:
+            raise KeyError(f"model has no module named {name!r}")
+        return name
+
+    # -- the hooks ------------------------------------------------------------------------
+    def _steering_hook(self, name: str, steering_map: SteeringMap, strength: float,
+                       scaler: Scaler | None) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
+            h = _main_tensor(output)
+            x = h.float()
+            step = steering_map.displacement(x)
+            if scaler is not None:
+                step = step * scaler(name, x, self.context)
+            return _replace_main(output, torch.add(x, step, alpha=strength).to(h.dtype))
+
+        return hook
+
+    def _capture_hook(self, name: str, capture: Capture) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> None:
+            h = args[0] if capture.site == "input" else _main_tensor(output)
+            pooled = pool(h.float(), self.context.mask, capture.pooling)
+            if not capture.keep_grad:
+                pooled = pooled.detach().cpu()
+            capture.batches.setdefault(name, []).append(pooled)
+
+        return hook
+
+    def _track_tokens(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Root pre-hook: record which of this pass's tokens are real and whether it starts sequences."""
+        tokens = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is None:
+            tokens = kwargs["inputs_embeds"]
+        length = tokens.shape[1]
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.dim() == 2:
+            self.context.mask = mask[:, -length:].bool()
+            self.context.new_sequence = mask.shape[1] == length
+        else:
+            cache = kwargs.get("past_key_values")
+            self.context.mask = None
+            self.context.new_sequence = cache is None or cache.get_seq_length() == 0
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> HookManager:
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._track_tokens, with_kwargs=True))
+            for name, hook in self._pending:
+                self._handles.append(self._modules[name].register_forward_hook(hook))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this manager registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def steer(model: nn.Module, maps: Mapping[str, SteeringMap], strength: float = 1.0,
+          scaler: Scaler | None = None) -> HookManager:
+    """``with steer(model, maps, λ):`` — steering active inside the block only."""
+    return HookManager(model).steer(maps, strength, scaler)
+
+
+def has_hooks(model: nn.Module) -> bool:
+    """True when any module of ``model`` carries a forward or pre-forward hook."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

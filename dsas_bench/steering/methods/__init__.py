@@ -1,0 +1,1 @@
+"""Built-in steering methods; importing this package registers them."""
