@@ -64,8 +64,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def cache_dir() -> Path:
-    """Where converted models, activations and fitted states are cached (``DSAS_BENCH_CACHE``)."""
+    """Where activations and fitted states are cached (``DSAS_BENCH_CACHE``)."""
     return Path(os.environ.get("DSAS_BENCH_CACHE") or platformdirs.user_cache_dir("dsas_bench"))
+
+
+def model_cache_dir() -> Path:
+    """Where converted models are kept (``DSAS_BENCH_MODEL_CACHE``), shared by every run and test."""
+    return Path(os.environ.get("DSAS_BENCH_MODEL_CACHE") or platformdirs.user_cache_dir("dsas_bench")) / "models"
 
 
 def smollm2_gguf_path() -> Path:
@@ -106,7 +111,7 @@ def model_source(name: str) -> str | Path:
             raise UsageError(f"GGUF file not found: {gguf}")
     else:
         return name
-    out = cache_dir() / "models" / gguf.stem
+    out = model_cache_dir() / gguf.stem
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         convert_gguf(gguf, out)

@@ -16,8 +16,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Activations and fitted states go to a per-session temporary cache, never the user's.
 
-    The converted SmolLM2 folder is the exception: it lives in the real user cache so the
-    one-time conversion is shared by every test and run.
+    Converted models are not affected (``DSAS_BENCH_MODEL_CACHE``): the one-time SmolLM2
+    conversion is shared by every test and run.
     """
     monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
