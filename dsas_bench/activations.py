@@ -1,0 +1,86 @@
+"""Pooled activations per sentence and module, batched, pads excluded, cached on disk.
+
+The cache key covers everything that changes the numbers: the model (name, config and a
+weight fingerprint), the modules, the texts, the pooling, the site (module input or output),
+the truncation length and any steering active while collecting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dsas_bench.models import LoadedModel, cache_dir
+from dsas_bench.steering.hooks import HookManager, Pooling, Site, SteeringMap
+
+MAX_LENGTH = 128
+
+
+def model_fingerprint(lm: LoadedModel) -> str:
+    """Name, config and a sample of every weight tensor: cheap, and changes when the weights do."""
+    if not hasattr(lm, "_fingerprint"):
+        digest = hashlib.sha256(lm.name.encode())
+        digest.update(lm.model.config.to_json_string().encode())
+        for key, value in lm.model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        lm._fingerprint = digest.hexdigest()[:16]
+    return lm._fingerprint
+
+
+def batches(lm: LoadedModel, texts: Sequence[str], batch_size: int, max_length: int = MAX_LENGTH,
+            desc: str = "", progress: bool = True):
+    """Tokenised, left-padded batches on the model's device, with a progress bar on long runs."""
+    starts = range(0, len(texts), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 4, leave=False):
+        yield lm.tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
+                           truncation=True, max_length=max_length).to(lm.device)
+
+
+def pooled_activations(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], *,
+                       pooling: Pooling = "mean", site: Site = "output",
+                       steering: Mapping[str, SteeringMap] | None = None, batch_size: int = 16,
+                       max_length: int = MAX_LENGTH, progress: bool = True,
+                       use_cache: bool = True) -> dict[str, Tensor]:
+    """(len(texts), d) float32 activations per module, pooled over each text's real tokens.
+
+    ``steering`` maps are active at λ = 1 while collecting (incremental estimation).
+    """
+    key = _cache_key(lm, texts, modules, pooling, site, steering, max_length)
+    path = cache_dir() / "activations" / f"{key}.pt"
+    if use_cache and path.exists():
+        return torch.load(path)
+    manager = HookManager(lm.model)
+    if steering:
+        manager.steer(steering, strength=1.0)
+    capture = manager.capture(modules, pooling=pooling, site=site)
+    with manager, torch.inference_mode():
+        for batch in batches(lm, texts, batch_size, max_length, desc="activations", progress=progress):
+            lm.model(**batch)
+    result = capture.stacked()
+    if use_cache:
+        atomic_save(result, path)
+    return result
+
+
+def _cache_key(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], pooling: str, site: str,
+               steering: Mapping[str, SteeringMap] | None, max_length: int) -> str:
+    spec = {"model": model_fingerprint(lm), "modules": list(modules), "pooling": pooling, "site": site,
+            "max_length": max_length, "texts": hashlib.sha256("\x1e".join(texts).encode()).hexdigest(),
+            "steering": {name: m.fingerprint() for name, m in (steering or {}).items()}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temporary file, then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    tmp.replace(path)
