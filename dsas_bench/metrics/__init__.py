@@ -1,0 +1,1 @@
+"""Measurements: toxicity scorers and metrics, perplexity, lm-eval."""
