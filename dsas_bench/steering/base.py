@@ -63,8 +63,8 @@ class SteeringMethod(ABC):
         return self
 
     def activations(self, lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], **kwargs: Any) -> dict:
-        """Pooled activations with this method's pooling and site."""
-        return pooled_activations(lm, texts, modules, pooling=self.pooling, site=self.site, **kwargs)
+        """Pooled activations, by default with this method's pooling and site."""
+        return pooled_activations(lm, texts, modules, **{"pooling": self.pooling, "site": self.site, **kwargs})
 
     def fit_module(self, source: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Parameters of one module's map from (n, d) source and target activations."""

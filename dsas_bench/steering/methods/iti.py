@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from torch import Tensor
+from torch import Tensor, nn
 
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
@@ -29,9 +29,12 @@ from dsas_bench.steering.maps import ShiftMap
 from dsas_bench.steering.registry import register_method
 
 
-def projected_std(acts: Tensor, direction: Tensor) -> Tensor:
-    """Standard deviation of the activations projected on a unit direction."""
-    return (acts @ direction).std()
+def output_shift(projection: nn.Module, shift: Tensor) -> Tensor:
+    """What adding ``shift`` to a linear projection's input adds to its output."""
+    parameter = next(projection.parameters())
+    with torch.no_grad():
+        x = shift.to(parameter.device, parameter.dtype)[None]
+        return (projection(x) - projection(torch.zeros_like(x)))[0].float().cpu()
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int, val_fraction: float) -> float:
@@ -67,36 +70,28 @@ class ITI(SteeringMethod):
         return acts, labels
 
     def _fit_heads(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int):
-        config = lm.model.config
-        n_heads = config.num_attention_heads
+        n_heads = lm.model.config.num_attention_heads
         acts, labels = self._labelled(lm, modules, data, batch_size, pooling="last", site="input")
+        heads = {name: acts[name].reshape(len(labels), n_heads, -1) for name in modules}
+        ranked = sorted(
+            (-probe_accuracy(heads[name][:, head].numpy(), labels, self.options["seed"], self.options["val_fraction"]),
+             index, head)
+            for index, name in enumerate(modules) for head in range(n_heads))
+        kept = sorted((index, head) for _, index, head in ranked[: int(self.options["top_k"])])
         is_target = torch.from_numpy(labels).bool()
-        candidates = []  # (held-out accuracy, module, head)
-        for name in modules:
-            heads = acts[name].reshape(len(labels), n_heads, -1)
-            for head in range(n_heads):
-                accuracy = probe_accuracy(heads[:, head].numpy(), labels, self.options["seed"],
-                                          self.options["val_fraction"])
-                candidates.append((-accuracy, modules.index(name), head))
-        top_k = min(int(self.options["top_k"]), len(candidates))
-        kept = sorted(candidates)[:top_k]
-        shifts = {name: torch.zeros_like(acts[name][0]).reshape(n_heads, -1) for name in modules}
-        for _, module_index, head in kept:
-            name = modules[module_index]
-            head_acts = acts[name].reshape(len(labels), n_heads, -1)[:, head]
-            direction = head_acts[is_target].mean(0) - head_acts[~is_target].mean(0)
-            direction = direction / direction.norm()
-            shifts[name][head] = self.options["alpha"] * projected_std(head_acts, direction) * direction
-        layers = dict(lm.model.named_modules())
+        projections = dict(lm.model.named_modules())
         state = {}
-        with torch.no_grad():
-            for name, shift in shifts.items():
-                if shift.any():
-                    projection = layers[name]
-                    flat = shift.reshape(1, -1).to(lm.device, next(projection.parameters()).dtype)
-                    v = projection(flat) - projection(torch.zeros_like(flat))
-                    state[name] = {"v": v[0].float().cpu(),
-                                   "heads": torch.tensor([h for _, i, h in kept if modules[i] == name])}
+        for index in sorted({index for index, _ in kept}):
+            name = modules[index]
+            chosen = torch.tensor([head for i, head in kept if i == index])
+            head_acts = heads[name][:, chosen]  # (n, k, head_dim)
+            theta = head_acts[is_target].mean(0) - head_acts[~is_target].mean(0)
+            theta = theta / theta.norm(dim=-1, keepdim=True)
+            sigma = torch.einsum("nkd,kd->nk", head_acts, theta).std(0)
+            shift = torch.zeros(n_heads, head_acts.shape[-1])
+            shift[chosen] = self.options["alpha"] * sigma[:, None] * theta
+            state[name] = {"v": output_shift(projections[name], shift.reshape(-1)), "heads": chosen,
+                           "theta": theta, "sigma": sigma}
         return state
 
     def _fit_classifier_normals(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int):
@@ -106,7 +101,8 @@ class ITI(SteeringMethod):
             classifier = LogisticRegression(max_iter=1000).fit(acts[name].numpy(), labels)
             normal = torch.from_numpy(classifier.coef_[0]).float()
             normal = normal / normal.norm()
-            state[name] = {"v": self.options["alpha"] * projected_std(acts[name], normal) * normal}
+            sigma = (acts[name] @ normal).std()
+            state[name] = {"v": self.options["alpha"] * sigma * normal}
         return state
 
     def make_map(self, params: dict[str, Tensor]) -> SteeringMap:

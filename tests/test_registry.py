@@ -1,0 +1,100 @@
+"""The method registry: built-ins, aliases, clear errors, and a method from another installed package."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dsas_bench.errors import UsageError
+from dsas_bench.modules import select_modules
+from dsas_bench.steering.registry import get_method, method_names
+
+PLUGIN_PYPROJECT = """
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "dsas-bench-flip"
+version = "0.1"
+
+[project.entry-points."dsas_bench.methods"]
+flip = "dsas_bench_flip:FlipSign"
+"""
+
+PLUGIN_MODULE = '''
+"""A toy steering method: T(h) = -h on the first selected module."""
+from dsas_bench.steering.base import SteeringMethod
+from dsas_bench.steering.hooks import SteeringMap
+
+
+class Negate(SteeringMap):
+    def forward(self, h):
+        return -h
+
+
+class FlipSign(SteeringMethod):
+    def fit(self, lm, modules, data, batch_size=16):
+        self._bind(lm)
+        self.state = {modules[0]: {}}
+        return self
+
+    def make_map(self, params):
+        return Negate()
+'''
+
+PLUGIN_RUN = """
+import sys, torch
+from dsas_bench.models import load_model
+from dsas_bench.modules import select_modules
+from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.hooks import steer
+from dsas_bench.steering.registry import get_method
+lm = load_model(sys.argv[1], device="cpu")
+method = get_method("flip")().fit(lm, select_modules(lm.model, "layers"), FitSets(["a"], ["b"]))
+batch = lm.tokenizer(["hello there"], return_tensors="pt")
+plain = lm.model(**batch).logits
+with steer(lm.model, method.maps(), strength=1.0):
+    flipped = lm.model(**batch).logits
+print("changed" if not torch.allclose(plain, flipped) else "unchanged")
+"""
+
+
+def test_builtin_methods_and_aliases():
+    assert {"actadd", "iti", "linacts", "meanacts"} <= set(method_names())
+    assert get_method("linear-act") is get_method("linear_act") is get_method("linacts")
+
+
+def test_unknown_method_lists_registered_ones():
+    with pytest.raises(UsageError, match="registered methods: .*linacts"):
+        get_method("linaact")
+
+
+def test_regex_matching_nothing_names_closest_modules(tiny_lm):
+    with pytest.raises(UsageError, match=r"Closest module names: .*post_attention_layernorm"):
+        select_modules(tiny_lm.model, r"model\.layers\.\d+\.post_attention_layernorn")
+
+
+def test_presets_select_in_forward_order(tiny_lm):
+    assert select_modules(tiny_lm.model, "post-attn-norm") == [
+        "model.layers.0.post_attention_layernorm", "model.layers.1.post_attention_layernorm"]
+    assert select_modules(tiny_lm.model, "o-proj")[0] == "model.layers.0.self_attn.o_proj"
+    assert select_modules(tiny_lm.model, r".*post.*layernorm") == select_modules(tiny_lm.model, "post-attn-norm")
+
+
+def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
+    source = tmp_path / "plugin"
+    (source / "dsas_bench_flip").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
+    (source / "dsas_bench_flip" / "__init__.py").write_text(textwrap.dedent(PLUGIN_MODULE))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(source)], check=True)
+    env = {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run([sys.executable, "-m", "dsas_bench", "methods"], env=env, capture_output=True,
+                            text=True, check=True)
+    assert "flip" in listed.stdout.split()
+    ran = subprocess.run([sys.executable, "-c", PLUGIN_RUN, str(tiny_model_dir)], env=env, capture_output=True,
+                         text=True, check=True)
+    assert ran.stdout.strip() == "changed"
