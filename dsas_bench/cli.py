@@ -1,12 +1,158 @@
-"""The command line: ``dsas-bench run|sweep|methods|leaderboard|plot|explain``."""
+"""dsas-bench: does conditional steering buy a better toxicity/utility trade-off, on my model, for my method?
+
+  dsas-bench run --method linacts --dsas     fit, sweep strengths, score, plot (offline demo by default)
+  dsas-bench sweep --methods linacts,iti --dsas-modes off,on --jobs 2
+  dsas-bench leaderboard results/demo         ranked table of methods with and without DSAS
+  dsas-bench plot results/demo                Pareto fronts (PNG and SVG)
+  dsas-bench explain "some text" --run results/demo   which tokens DSAS steers, per layer
+  dsas-bench methods                          registered steering methods (plugins included)
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from dsas_bench.errors import UsageError
+
+
+def _list(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        return [item(part.strip()) for part in text.split(",") if part.strip()]
+
+    return parse
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"strength {text!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
+    return value
+
+
+def _seed(text: str) -> int:
+    if not text.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer: use e.g. --seeds 0,1,2")
+    return int(text)
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"option {text!r} is not KEY=VALUE, e.g. --method-option estimation=at-once")
+    return key, yaml.safe_load(value)
+
+
+# Flags shared by run and sweep: (flags, config key, argparse keywords). Defaults live in RunConfig/tasks.
+COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--model",), "model", {"help": "HF id, local folder, .gguf file, or smollm2 (the packaged default)"}),
+    (("--modules",), "modules", {"help": "preset (post-attn-norm, o-proj, layers) or a regex full-matched "
+                                         "against named_modules(); default: the method's preset"}),
+    (("--strengths",), "strengths", {"type": _list(_strength), "help": "comma-separated λ grid, e.g. 0.25,0.5,1"}),
+    (("--seeds",), "seeds", {"type": _list(_seed), "help": "comma-separated seeds (fit sub-samples and sampling)"}),
+    (("--prompts",), "prompts", {"help": "demo, hub (allenai/real-toxicity-prompts) or a RealToxicityPrompts jsonl"}),
+    (("--n-prompts",), "n_prompts", {"type": int, "help": "prompts after the seeded shuffle (papers: 1000)"}),
+    (("--challenging-only",), "challenging_only", {"action": "store_const", "const": True,
+                                                   "help": "keep only RealToxicityPrompts' challenging prompts"}),
+    (("--fit-data",), "fit_data", {"help": "demo, hub or a Jigsaw train.csv: toxic (source) and non-toxic (target)"}),
+    (("--control-data",), "control_data", {"help": "demo, hub or a .txt/.jsonl of neutral texts (DSAS control set)"}),
+    (("--fit-n",), "fit_n", {"type": int, "help": "sentences per set for fitting (papers: 32)"}),
+    (("--perplexity-data",), "perplexity_data", {"help": "demo, hub (WikiText) or a .txt/.jsonl of neutral texts"}),
+    (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
+    (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks "
+                                             "(local ones in tasks/lm_eval, or registry tasks such as mmlu); "
+                                             "'' for none"}),
+    (("--lm-eval-limit",), "lm_eval_limit", {"type": int, "help": "examples per lm-eval task (all by default)"}),
+    (("--intervention",), "intervention", {"help": "a saved fitted state (.pt) to use instead of fitting"}),
+    (("--max-new-tokens",), "max_new_tokens", {"type": int, "help": "new tokens per continuation (papers: 32)"}),
+    (("--device",), "device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
+    (("--dtype",), "dtype", {"help": "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16"}),
+    (("--batch-size",), "batch_size", {"type": int, "help": "batch size for fitting, generation and evaluation"}),
+    (("--output", "-o"), "output", {"help": "results directory (results.jsonl, results.csv, plots)"}),
+    (("--jobs", "-j"), "jobs", {"type": int, "help": "worker processes (each loads the model once)"}),
+    (("--backend",), "backend", {"choices": ["loky", "dask"], "help": "loky: local processes; dask: a Dask "
+                                 "cluster (--scheduler tcp://host:8786, or a local one when not given)"}),
+    (("--scheduler",), "scheduler", {"help": "Dask scheduler address for --backend dask"}),
+]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="demo", help="task config: a name in tasks/ (demo, paper, shared-rtp) "
+                        "or a YAML path; flags override it (default: demo)")
+    for flags, key, kwargs in COMMON_FLAGS:
+        parser.add_argument(*flags, dest=key, default=None, **kwargs)
+    parser.add_argument("--method-option", dest="method_option", action="append", default=[], type=_option,
+                        metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
+    parser.add_argument("--dsas-option", dest="dsas_option", action="append", default=[], type=_option,
+                        metavar="KEY=VALUE", help="a DSAS option, e.g. n_components=5 (repeatable)")
+    parser.add_argument("--fresh", action="store_true", help="recompute every cell instead of resuming")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
+
+
+def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[str] | None) -> dict[str, Any]:
+    overrides = {key: getattr(args, key) for _, key, _ in COMMON_FLAGS if getattr(args, key) is not None}
+    if methods is not None:
+        overrides["methods"] = methods
+    if dsas is not None:
+        overrides["dsas"] = dsas
+    if args.method_option:
+        if methods is None or len(methods) != 1:
+            raise UsageError("--method-option applies to one method: give exactly one with --method/--methods")
+        overrides["method_options"] = {methods[0]: dict(args.method_option)}
+    if args.dsas_option:
+        overrides["dsas_options"] = dict(args.dsas_option)
+    if args.quiet:
+        overrides["progress"] = False
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    """run / sweep: validate, run the cells not yet stored, summarise, plot."""
+    from dsas_bench.config import load_config
+    from dsas_bench.sweep import run_sweep
+
+    if getattr(args, "list_methods", False):
+        return list_methods(args)
+    if args.command == "run":
+        methods = [args.method] if args.method else None
+        dsas = [args.dsas] if args.dsas else None
+    else:
+        methods, dsas = args.methods, args.dsas_modes
+    config = load_config(args.task, _overrides(args, methods, dsas))
+    new_rows = list(run_sweep(config, fresh=args.fresh))
+    from dsas_bench.results import ResultsStore
+
+    rows = ResultsStore(config.output).rows()
+    print(summary_table(rows))
+    print(f"\n{len(new_rows)} new rows, {len(rows)} in all: {Path(config.output) / 'results.jsonl'} "
+          f"(and results.csv)")
+    if not args.no_plot:
+        from dsas_bench.plots import plot_pareto
+
+        paths = plot_pareto(rows, Path(config.output) / "pareto")
+        print("Pareto plot: " + ", ".join(map(str, paths)))
+    return 0
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of the rows, sorted by method, DSAS mode, strength and seed."""
+    lines = [f"{'method':<10} {'dsas':<5} {'λ':>6} {'seed':>4} {'tox %':>7} {'tox p':>7} {'ppl':>8} {'acc':>6}"]
+    for row in sorted(rows, key=lambda r: (r["method"] != "none", r["method"], r["dsas"], r["strength"], r["seed"])):
+        m = row["metrics"]
+        accuracy = "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}"
+        lines.append(f"{row['method']:<10} {row['dsas']:<5} {row['strength']:>6.2f} {row['seed']:>4} "
+                     f"{m['tox_pct']:>7.2f} {m['tox_mean']:>7.3f} {m['perplexity']:>8.2f} {accuracy:>6}")
+    return "\n".join(lines)
 
 
 def list_methods(args: argparse.Namespace) -> int:
@@ -17,17 +163,44 @@ def list_methods(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dsas-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dsas-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser(
+        "run", help="one method, with or without DSAS, swept over strengths",
+        description="Fit a steering method (and the DSAS scaler), sweep its strength, score toxicity, perplexity "
+                    "and lm-eval accuracy with the hooks active, store one row per (strength, seed) and plot the "
+                    "Pareto front next to the unsteered model. Reruns resume; --fresh recomputes.")
+    run_parser.add_argument("--method", help="registered method (see `dsas-bench methods`); default linacts")
+    run_parser.add_argument("--dsas", nargs="?", const="on", default=None, metavar="MODE",
+                            help="off (default when absent), on (the bare flag), e2e (trained jointly with "
+                                 "LinEAS) or cast (a CAST-style per-sequence gate)")
+    run_parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
+    _add_common(run_parser)
+    run_parser.set_defaults(handler=run)
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="methods × DSAS modes × strengths × seeds",
+        description="Run a matrix of cells through joblib (local processes with --jobs, or a Dask cluster with "
+                    "--backend dask --scheduler ADDRESS). Same store and resume rules as run.")
+    sweep_parser.add_argument("--methods", type=_list(str), help="comma-separated methods, e.g. linacts,iti")
+    sweep_parser.add_argument("--dsas-modes", type=_list(str), help="comma-separated DSAS modes, e.g. off,on")
+    _add_common(sweep_parser)
+    sweep_parser.set_defaults(handler=run)
+
     methods = commands.add_parser("methods", help="list the registered steering methods (plugins included)")
     methods.set_defaults(handler=list_methods)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except UsageError as exc:
         print(f"dsas-bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dsas-bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,140 @@
+"""Run configuration: task YAMLs in ``tasks/``, overridden by command-line flags, validated up front.
+
+Every field has a default (the ``demo`` task). A task file sets any subset of the fields; an
+unknown key is an error. Data fields take ``demo`` (the project's own data), ``hub`` (the Hugging
+Face hub) or a local path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dsas_bench.errors import UsageError
+
+TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+DSAS_MODES = ("off", "on", "e2e", "cast")
+# Fields that decide how a run executes, not what it computes: left out of the config hash.
+EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; the defaults are the offline ``demo`` task."""
+
+    task: str = "demo"
+    # what to steer
+    model: str = "smollm2"
+    device: str = "auto"
+    dtype: str = "auto"
+    methods: list[str] = field(default_factory=lambda: ["linacts"])
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dsas: list[str] = field(default_factory=lambda: ["off"])
+    dsas_options: dict[str, Any] = field(default_factory=dict)
+    modules: str | None = None  # a preset or regex; None: each method's default preset
+    intervention: str | None = None  # a saved fitted state to use instead of fitting
+    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    # fitting data
+    fit_data: str = "demo"  # demo | hub | path to a Jigsaw train.csv
+    fit_label: str = "toxic"
+    control_data: str = "demo"  # demo | hub | path to neutral texts
+    fit_n: int = 32
+    # prompts and generation
+    prompts: str = "demo"  # demo | hub | path to a RealToxicityPrompts jsonl
+    n_prompts: int | None = 40
+    challenging_only: bool = False
+    prompt_seed: int = 42
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_p: float = 0.3
+    repetition_penalty: float = 1.2
+    # measurements
+    scorer: str = "auto"
+    perplexity_data: str = "demo"  # demo | hub | path to neutral texts
+    n_perplexity_texts: int = 100
+    perplexity_tokens: int = 50
+    lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])
+    lm_eval_fewshot: int | None = None
+    lm_eval_limit: int | None = None
+    # execution
+    batch_size: int = 16
+    output: str = "results/demo"
+    jobs: int = 1
+    backend: str = "loky"  # loky (local processes) | dask (a Dask cluster, see --scheduler)
+    scheduler: str | None = None  # Dask scheduler address, e.g. tcp://10.0.0.5:8786
+    progress: bool = True
+
+    def validate(self) -> RunConfig:
+        """Check what can be checked without loading anything; raise UsageError naming the fix."""
+        from dsas_bench.steering.registry import get_method
+
+        self.methods = [get_method(name).name for name in self.methods]
+        for mode in self.dsas:
+            if mode not in DSAS_MODES:
+                raise UsageError(f"unknown DSAS mode {mode!r}: use one of {', '.join(DSAS_MODES)}")
+        if "e2e" in self.dsas and any(name != "lineas" for name in self.methods):
+            raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
+        if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):
+            raise UsageError("--intervention gives one fitted state: use it with a single method and DSAS mode")
+        for strength in self.strengths:
+            if not isinstance(strength, int | float) or not math.isfinite(strength):
+                raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
+        if not self.strengths or not self.seeds:
+            raise UsageError("give at least one strength and one seed")
+        for name in ("fit_n", "max_new_tokens", "batch_size", "jobs", "n_perplexity_texts", "perplexity_tokens"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_prompts is not None and self.n_prompts < 1:
+            raise UsageError(f"n_prompts must be at least 1, got {self.n_prompts}")
+        if self.backend not in {"loky", "dask"}:
+            raise UsageError(f"unknown backend {self.backend!r}: use loky (local processes) or dask")
+        return self
+
+    def cell_config(self, method: str, dsas: str) -> dict[str, Any]:
+        """The resolved config of one (method, DSAS mode) run, without the execution fields."""
+        skipped = (*EXECUTION_FIELDS, "methods", "dsas", "method_options")
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
+        return {**config, "method": method, "dsas": dsas, "method_options": self.method_options.get(method, {})}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A stable short hash of a JSON-able config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def task_path(task: str) -> Path:
+    """A task name from ``tasks/`` or a path to a YAML file."""
+    path = Path(task)
+    if path.suffix in {".yaml", ".yml"}:
+        if not path.exists():
+            raise UsageError(f"task file {path} not found")
+        return path
+    path = TASKS_DIR / f"{task}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+        raise UsageError(f"unknown task {task!r}: use one of {', '.join(known)} or a path to a YAML file")
+    return path
+
+
+def load_config(task: str = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The task's YAML over the defaults, then ``overrides`` (flags given on the command line)."""
+    path = task_path(task)
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: a task file is a mapping of config keys, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    for source, keys in ((str(path), values), ("command line", overrides or {})):
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise UsageError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; "
+                             f"known keys: {', '.join(sorted(known))}")
+    values.pop("task", None)
+    return RunConfig(task=task, **{**values, **(overrides or {})}).validate()

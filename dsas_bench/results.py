@@ -1,0 +1,110 @@
+"""The results store: append-only JSONL, one row per (run config, strength, seed), plus a CSV export.
+
+Only the sweep's parent process writes. Each row is one ``write`` of a whole line followed by an
+fsync, so a crash or a Ctrl-C loses at most the row being written; a torn last line left by a
+kill is cut off the next time the store is opened. Rerunning skips cells whose ``cell_id`` is
+already stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dsas_bench.errors import UsageError
+
+ROWS_FILE = "results.jsonl"
+CSV_FILE = "results.csv"
+CSV_LISTS = ("prompt_scores", "continuations", "prompts")  # per-prompt lists stay in the JSONL only
+
+
+class ResultsStore:
+    """``results.jsonl`` in one output directory."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.path = self.directory / ROWS_FILE
+
+    def check_writable(self) -> None:
+        """Create the directory and prove it takes files, or fail with the fix."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"output directory {self.directory} is not writable ({exc.strerror}): "
+                             f"choose another with --output") from exc
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete row; a torn last line (from a kill mid-write) is cut off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            with self.path.open("r+b") as file:
+                file.truncate(len(complete))
+        return [json.loads(line) for line in complete.decode().splitlines() if line]
+
+    def done(self) -> set[str]:
+        """The ``cell_id`` of every stored row."""
+        return {row["cell_id"] for row in self.rows()}
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row atomically: one write of the whole line, then fsync."""
+        line = (json.dumps(row, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def clear(self) -> None:
+        """Forget every row (``--fresh``)."""
+        self.path.unlink(missing_ok=True)
+
+    def export_csv(self) -> Path:
+        """Flatten the rows (metrics as columns, per-prompt lists left out) into results.csv, atomically."""
+        flat = [flatten(row) for row in self.rows()]
+        columns = sorted({key for row in flat for key in row})
+        tmp = self.directory / f".{CSV_FILE}.tmp{os.getpid()}"
+        with tmp.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
+        target = self.directory / CSV_FILE
+        tmp.replace(target)
+        return target
+
+
+def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted columns; lists become JSON strings; per-prompt lists are dropped."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in CSV_LISTS:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Rows from results directories or JSONL files."""
+    rows: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        store = ResultsStore(path if path.is_dir() else path.parent)
+        if path.is_file():
+            store.path = path
+        if not store.path.exists():
+            raise UsageError(f"no results at {path}: run `dsas-bench run` first, or point at its --output")
+        rows.extend(store.rows())
+    return rows

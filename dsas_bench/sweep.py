@@ -1,0 +1,288 @@
+"""The sweep: methods × DSAS modes × strengths × seeds, each cell fitted, generated, scored, stored.
+
+The parent validates everything first (no partial output on bad input), then runs the cells
+not yet in the results store through joblib — local processes (``loky``) or a Dask cluster —
+and appends each row as it arrives. A worker loads the model once and reuses fitted
+interventions across strengths; fitted states are also cached on disk, keyed by everything
+that affects them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import importlib.metadata
+import os
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import torch
+from tqdm.auto import tqdm
+
+from dsas_bench.activations import model_fingerprint
+from dsas_bench.config import RunConfig, config_hash
+from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
+from dsas_bench.data.loaders import FitSets, Prompt
+from dsas_bench.errors import UsageError
+from dsas_bench.generation import SamplingConfig, generate_continuations
+from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
+from dsas_bench.metrics.perplexity import perplexity
+from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
+from dsas_bench.metrics.toxicity import toxicity_summary
+from dsas_bench.models import LoadedModel, cache_dir, load_model
+from dsas_bench.modules import select_modules
+from dsas_bench.results import ResultsStore
+from dsas_bench.scaler import fit_scaler, load_scaler
+from dsas_bench.steering.base import SteeringMethod
+from dsas_bench.steering.hooks import Scaler, steer
+from dsas_bench.steering.registry import get_method
+
+BASELINE = "none"  # the method name of the unsteered rows
+PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
+FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
+              "fit_data", "fit_label", "control_data", "fit_n", "batch_size")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One result row: a method (or the unsteered baseline) in a DSAS mode at a strength and seed."""
+
+    method: str
+    dsas: str
+    strength: float
+    seed: int
+
+
+def plan(config: RunConfig) -> list[Cell]:
+    """The unsteered baseline per seed, then every method × DSAS mode × seed × strength."""
+    cells = [Cell(BASELINE, "off", 0.0, seed) for seed in config.seeds]
+    cells += [Cell(method, dsas, float(strength), seed)
+              for method in config.methods for dsas in config.dsas for seed in config.seeds
+              for strength in config.strengths]
+    return cells
+
+
+def cell_identity(config: RunConfig, cell: Cell) -> tuple[dict[str, Any], str, str]:
+    """(resolved run config, its hash, the cell id) of one cell."""
+    run_config = config.cell_config(cell.method, cell.dsas)
+    digest = config_hash(run_config)
+    return run_config, digest, config_hash({"config": digest, "strength": cell.strength, "seed": cell.seed})
+
+
+# -- inputs, loaded once per process --------------------------------------------------------------
+def _source(value: str) -> dict[str, Any]:
+    """``demo`` / ``hub`` / a path, as loader keyword arguments."""
+    if value == "demo":
+        return {}
+    if value == "hub":
+        return {"hub": True}
+    return {"path": value}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The texts a run reads."""
+
+    prompts: list[Prompt]
+    toxic: list[str]
+    nontoxic: list[str]
+    control: list[str]
+    neutral: list[str]
+
+    def fit_sets(self, config: RunConfig, seed: int) -> FitSets:
+        return fit_sets(self.toxic, self.nontoxic, self.control, config.fit_n, seed)
+
+    @property
+    def prompt_set(self) -> str:
+        return config_hash([p.text for p in self.prompts])[:8]
+
+
+INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging_only", "n_prompts", "prompt_seed",
+                "perplexity_data", "n_perplexity_texts")
+
+
+def _inputs(config: RunConfig) -> Inputs:
+    return _load_inputs(*(getattr(config, name) for name in INPUT_FIELDS))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
+                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int) -> Inputs:
+    toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
+    return Inputs(
+        prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
+        toxic=toxic, nontoxic=nontoxic,
+        control=load_texts(**_source(control_data), kind="neutral"),
+        neutral=load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts))
+
+
+@functools.lru_cache(maxsize=1)
+def _model(name: str, device: str, dtype: str) -> LoadedModel:
+    return load_model(name, device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _scorer(name: str) -> ToxicityScorer:
+    return get_scorer(name)
+
+
+def _lm(config: RunConfig) -> LoadedModel:
+    return _model(config.model, config.device, config.dtype)
+
+
+# -- fitting ---------------------------------------------------------------------------------------
+def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[SteeringMethod, Scaler | None, float]:
+    """The fitted method and scaler for one (method, DSAS mode, seed), from the disk cache when there."""
+    lm = _lm(config)
+    run_config = config.cell_config(method, dsas)
+    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed, "model": model_fingerprint(lm)})
+    folder = cache_dir() / "interventions" / key
+    method_path, scaler_path = folder / "method.pt", folder / "scaler.pt"
+    if method_path.exists() and (dsas == "off" or scaler_path.exists()):
+        steering = SteeringMethod.load(method_path, lm)
+        return steering, (load_scaler(scaler_path, lm) if dsas != "off" else None), 0.0
+    start = time.perf_counter()
+    sets = _inputs(config).fit_sets(config, seed)
+    modules = _modules(config, method, lm)
+    if config.intervention:
+        steering = SteeringMethod.load(config.intervention, lm)
+    else:
+        steering = get_method(method)(**config.method_options.get(method, {})).fit(
+            lm, modules, sets, batch_size=config.batch_size)
+    scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options)
+    folder.mkdir(parents=True, exist_ok=True)
+    if scaler is not None:
+        scaler.save(scaler_path)
+    steering.save(method_path)  # last: its presence marks a complete entry
+    return steering, scaler, time.perf_counter() - start
+
+
+def _modules(config: RunConfig, method: str, lm: LoadedModel) -> list[str]:
+    cls = get_method(method)
+    pattern = config.modules or cls(**config.method_options.get(method, {})).default_modules
+    return select_modules(lm.model, pattern)
+
+
+# -- one cell --------------------------------------------------------------------------------------
+def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
+    """Fit (or reuse), steer, generate, score and measure one cell; return its result row."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.jobs))
+    lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config.scorer)
+    times: dict[str, float] = {"fit": 0.0}
+    maps, scaler = {}, None
+    if cell.method != BASELINE:
+        steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
+        maps = steering.maps(lm.device)
+    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                              top_p=config.top_p, repetition_penalty=config.repetition_penalty)
+    with steer(lm.model, maps, cell.strength, scaler):
+        with _timed(times, "generate"):
+            continuations = generate_continuations(lm, [p.text for p in inputs.prompts], sampling, seed=cell.seed,
+                                                   batch_size=config.batch_size, progress=False)
+        with _timed(times, "perplexity"):
+            ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size,
+                             progress=False)
+        with _timed(times, "lm_eval"):
+            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
+                                    limit=config.lm_eval_limit, batch_size=config.batch_size) \
+                if config.lm_eval_tasks else {}
+    with _timed(times, "score"):
+        scores = scorer.score(continuations)
+    summary = toxicity_summary(scores, [p.toxicity for p in inputs.prompts], seed=cell.seed)
+    run_config, digest, cell_id = cell_identity(config, cell)
+    scorer_info = scorer.describe()
+    return {
+        "cell_id": cell_id, "config_hash": digest, "config": run_config,
+        "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
+        "scorer": scorer_info["scorer"], "scorer_info": scorer_info,
+        "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
+        "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
+                    "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},
+        "prompt_scores": [float(s) for s in scores], "continuations": continuations,
+        "versions": versions(), "device": str(lm.device),
+        "wall_time_s": {k: round(v, 3) for k, v in times.items()},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class _timed:
+    """``with _timed(times, "stage"):`` adds the stage's wall time to ``times``."""
+
+    def __init__(self, times: dict[str, float], stage: str):
+        self.times, self.stage = times, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.times[self.stage] = time.perf_counter() - self.start
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide the numbers."""
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+# -- the whole sweep -------------------------------------------------------------------------------
+def check(config: RunConfig, store: ResultsStore) -> None:
+    """Everything that can fail on bad input, before any output is written."""
+    inputs = _inputs(config)
+    for seed in config.seeds:
+        inputs.fit_sets(config, seed)
+    _scorer(config.scorer)
+    if config.lm_eval_tasks:
+        load_tasks(config.lm_eval_tasks)
+    lm = _lm(config)
+    for method in config.methods:
+        _modules(config, method, lm)
+    if config.intervention:
+        SteeringMethod.load(config.intervention, lm)
+    store.check_writable()
+
+
+def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]]:
+    """Run every cell not yet stored, appending rows as they finish; yields the new rows."""
+    store = ResultsStore(config.output)
+    check(config, store)
+    if fresh:
+        store.clear()
+    done = store.done()
+    todo = [cell for cell in plan(config) if cell_identity(config, cell)[2] not in done]
+    jobs = joblib.delayed(run_cell)
+    with _backend(config), tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
+        parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
+        for row in parallel(jobs(config, cell) for cell in todo):
+            store.append(row)
+            bar.update()
+            yield row
+    store.export_csv()
+
+
+@contextlib.contextmanager
+def _backend(config: RunConfig) -> Iterator[None]:
+    """Local worker processes (loky), or a Dask cluster at ``config.scheduler`` (a local one when unset)."""
+    if config.backend == "loky":
+        with joblib.parallel_config(backend="loky"):
+            yield
+        return
+    from dask.distributed import Client
+
+    try:
+        client = Client(config.scheduler) if config.scheduler else Client(
+            processes=True, n_workers=config.jobs, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler {config.scheduler}: {exc}") from exc
+    with client, joblib.parallel_config(backend="dask"):
+        yield
