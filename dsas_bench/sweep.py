@@ -42,6 +42,7 @@ from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.registry import get_method
 
+HUB_CONTROL_POOL = 2000  # neutral hub texts streamed to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
@@ -75,12 +76,12 @@ def cell_identity(config: RunConfig, cell: Cell) -> tuple[dict[str, Any], str, s
 
 
 # -- inputs, loaded once per process --------------------------------------------------------------
-def _source(value: str) -> dict[str, Any]:
+def _source(value: str, **hub_options: Any) -> dict[str, Any]:
     """``demo`` / ``hub`` / a path, as loader keyword arguments."""
     if value == "demo":
         return {}
     if value == "hub":
-        return {"hub": True}
+        return {"hub": True, **hub_options}
     return {"path": value}
 
 
@@ -117,7 +118,7 @@ def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str,
     return Inputs(
         prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
         toxic=toxic, nontoxic=nontoxic,
-        control=load_texts(**_source(control_data), kind="neutral"),
+        control=load_texts(**_source(control_data, limit=HUB_CONTROL_POOL), kind="neutral"),
         neutral=load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts))
 
 

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO, TypeVar
 
@@ -57,7 +57,7 @@ class FitSets:
 
     source: list[str]
     target: list[str]
-    control: list[str]
+    control: list[str] = field(default_factory=list)
 
 
 def _error(where: object, problem: str, schema: str) -> UsageError:

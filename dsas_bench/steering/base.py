@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,20 +16,12 @@ import torch
 from torch import Tensor
 
 from dsas_bench.activations import atomic_save, pooled_activations
+from dsas_bench.data.loaders import FitSets
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.steering.hooks import Pooling, Site, SteeringMap
 
 STATE_FORMAT = "dsas_bench.steering-state"
-
-
-@dataclass(frozen=True)
-class FitSets:
-    """Sentences to fit on: source (to steer away from, e.g. toxic), target, control (neutral)."""
-
-    source: Sequence[str]
-    target: Sequence[str]
-    control: Sequence[str] = ()
 
 
 class SteeringMethod(ABC):
