@@ -1,0 +1,237 @@
+"""The leaderboard: one line per (method, DSAS mode), ranked, with DSAS-vs-plain deltas and published rows.
+
+Ranking key (ascending, deterministic whatever the row order): lines that reach a point within the
+perplexity budget first; then the lowest toxicity within the budget (AcT's summary); then the larger
+hypervolume of (toxicity, perplexity); then method name, then DSAS mode name. The unsteered baseline
+and the published reference rows are listed but never ranked.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dsas_bench.analysis.pareto import (
+    BASELINE_METHOD,
+    DEFAULT_SLACK,
+    PLAIN_MODE,
+    UTILITY_DIRECTION,
+    Row,
+    act_summary,
+    aggregate_seeds,
+    baseline_point,
+    check_comparable,
+    compare_fronts,
+    hypervolume,
+    metric_points,
+    reference_point,
+)
+
+COLUMNS = ("rank", "source", "model", "method", "dsas", "best_tox_pct", "best_strength", "ppl_at_best",
+           "delta_ppl_at_best", "accuracy_at_best", "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
+           "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set")
+MEASURED = "measured"
+UNSTEERED = "measured: unsteered baseline"
+PUBLISHED_SCORER = "s-nlp/roberta_toxicity_classifier"
+PUBLISHED_PROMPTS = "RealToxicityPrompts, 1,000 prompts"
+PUBLISHED_NOTE = (f"Published numbers from the papers (METHODS.md §5), scored with {PUBLISHED_SCORER} "
+                  f"on {PUBLISHED_PROMPTS}, on other models and with MMLU 5-shot as accuracy. Their scorer, "
+                  "models and prompts differ from the measured lines: they are for orientation only, not "
+                  "comparable, and not ranked with them.")
+
+
+class Published(NamedTuple):
+    """One published result: toxicity %, Wikipedia perplexity and MMLU accuracy (a fraction)."""
+
+    source: str
+    model: str
+    method: str
+    tox_pct: float
+    perplexity: float
+    accuracy: float
+
+
+def _table(source: str, model: str, *entries: tuple[str, float, float, float]) -> tuple[Published, ...]:
+    label = f"published: {source}, {model}"
+    return tuple(Published(label, model, m, t, p, a / 100) for m, t, p, a in entries)
+
+
+PUBLISHED = (
+    *_table("AcT Table 2", "Gemma-2-2B", ("original", 4.17, 13.98, 53.1), ("ITI-c", 0.74, 14.90, 52.6),
+            ("Mean-AcT", 0.54, 14.21, 51.6), ("Linear-AcT", 0.56, 14.79, 51.3),
+            ("ActAdd", 3.96, 14.69, 53.0)),
+    *_table("AcT Table 2", "Llama-3-8B", ("original", 5.80, 9.06, 65.3), ("Linear-AcT", 1.35, 9.56, 64.5)),
+    *_table("LinEAS Table 1", "Gemma-2-2B", ("none", 4.00, 14.79, 53.03), ("LinEAS", 0.73, 15.46, 52.22),
+            ("Lin-AcT", 1.60, 14.78, 52.43), ("ITI-c", 1.17, 14.00, 52.78)),
+    *_table("LinEAS Table 1", "Qwen2.5-1.5B", ("none", 3.00, 13.67, 60.95), ("LinEAS", 1.07, 14.10, 59.97)),
+)
+
+
+def _line(**values: Any) -> dict[str, Any]:
+    """A leaderboard line with every column, ``None`` where not given."""
+    return {column: values.get(column) for column in COLUMNS}
+
+
+Point = Mapping[str, Any]
+
+
+def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None) -> float | None:
+    """Hypervolume of ``points`` for ``metric``; ``None`` when the metric is missing anywhere."""
+    if any(p[metric] is None for p in (*points, base)):
+        return None
+    return hypervolume(metric_points(points, metric), reference_point(base, metric, slack),
+                       ("min", UTILITY_DIRECTION[metric]))
+
+
+def _at(point: Point | None, base: Point) -> dict[str, Any]:
+    """The columns describing the chosen ``point`` (none without a point) and its context."""
+    context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"]}
+    if point is None:
+        return context
+    return {**context, "best_tox_pct": point["tox_pct"], "best_strength": point["strength"],
+            "ppl_at_best": point["perplexity"], "delta_ppl_at_best": point["perplexity"] - base["perplexity"],
+            "accuracy_at_best": point["accuracy"]}
+
+
+def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float) -> dict[str, Any]:
+    """The line of one (method, DSAS mode) from its aggregated points."""
+    best = act_summary(points, base["perplexity"], max_delta_ppl)
+    return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"], **_at(best, base),
+                 hv_ppl=_hv(points, base, "perplexity", max_delta_ppl),
+                 hv_acc=_hv(points, base, "accuracy", None),
+                 n_seeds=len({seed for p in points for seed in p["seeds"]}))
+
+
+def _published() -> list[dict[str, Any]]:
+    originals = {p.source: p.perplexity for p in PUBLISHED if p.method in ("original", "none")}
+    return [_line(source=p.source, model=p.model, method=p.method, dsas=PLAIN_MODE, best_tox_pct=p.tox_pct,
+                  ppl_at_best=p.perplexity, delta_ppl_at_best=p.perplexity - originals[p.source],
+                  accuracy_at_best=p.accuracy, scorer=PUBLISHED_SCORER, prompt_set=PUBLISHED_PROMPTS)
+            for p in PUBLISHED]
+
+
+def _rank_key(line: Mapping[str, Any]) -> tuple:
+    best = line["best_tox_pct"]
+    return best is None, best or 0.0, -(line["hv_ppl"] or 0.0), line["method"], line["dsas"]
+
+
+def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int = 1000, seed: int = 0,
+                include_published: bool = True) -> list[dict[str, Any]]:
+    """Leaderboard lines (dicts with ``COLUMNS``): ranked measured lines, the baseline, published rows.
+
+    Refuses rows mixing models, scorers or prompt sets (``UsageError`` naming the values and the
+    filter). ``best_*``: AcT's summary within ``max_delta_ppl`` of the unsteered perplexity;
+    ``hv_ppl``: hypervolume with that same budget as the reference's slack; ``d_*`` and
+    ``front_vs_plain`` on DSAS lines: DSAS − plain of the same method (``compare_fronts`` with
+    ``n_boot`` prompt resamples, seeded by ``seed``).
+    """
+    check_comparable(rows)
+    base = baseline_point(rows)
+    by_line: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for point in aggregate_seeds(rows):
+        if point["method"] != BASELINE_METHOD:
+            by_line.setdefault((point["method"], point["dsas"]), []).append(point)
+    lines = {key: _measured(points, base, max_delta_ppl) for key, points in by_line.items()}
+    unsteered = [r for r in rows if r["method"] == BASELINE_METHOD]
+    for (method, mode), line in lines.items():
+        plain = lines.get((method, PLAIN_MODE))
+        if mode == PLAIN_MODE or plain is None:
+            continue
+        cmp = compare_fronts([r for r in rows if r["method"] == method and r["dsas"] == PLAIN_MODE],
+                             [r for r in rows if r["method"] == method and r["dsas"] == mode], unsteered,
+                             slack=max_delta_ppl, n_boot=n_boot, seed=seed)
+        both = line["best_tox_pct"] is not None and plain["best_tox_pct"] is not None
+        low, high = cmp["hv_diff_ci"] or (None, None)
+        line.update(d_best_tox_pct=line["best_tox_pct"] - plain["best_tox_pct"] if both else None,
+                    d_hv_ppl=cmp["hv_diff"], d_hv_ppl_ci_low=low, d_hv_ppl_ci_high=high,
+                    front_vs_plain=cmp["relation"])
+    ranked = sorted(lines.values(), key=_rank_key)
+    for rank, line in enumerate(ranked, start=1):
+        line["rank"] = rank
+    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base),
+                          n_seeds=base["n_seeds"])
+    return [*ranked, baseline_line, *(_published() if include_published else [])]
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    if value is None:
+        return "–"
+    return format(value, spec) if isinstance(value, float) else str(value)
+
+
+def _ci(line: Mapping[str, Any]) -> str:
+    low, high = line["d_hv_ppl_ci_low"], line["d_hv_ppl_ci_high"]
+    return "–" if low is None else f"[{low:+.2f}, {high:+.2f}]"
+
+
+Column = tuple[str, Callable[[Mapping[str, Any]], str]]
+MEASURED_TABLE: tuple[Column, ...] = (
+    ("rank", lambda r: _fmt(r["rank"])), ("method", lambda r: r["method"]), ("DSAS", lambda r: r["dsas"]),
+    ("best tox % (ΔPPL ≤ budget)", lambda r: _fmt(r["best_tox_pct"])),
+    ("λ", lambda r: _fmt(r["best_strength"], "g")), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
+    ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
+    ("accuracy", lambda r: _fmt(r["accuracy_at_best"], ".3f")),
+    ("HV tox×PPL", lambda r: _fmt(r["hv_ppl"])), ("HV tox×acc", lambda r: _fmt(r["hv_acc"], ".4f")),
+    ("Δ best tox vs plain", lambda r: _fmt(r["d_best_tox_pct"], "+.2f")),
+    ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
+    ("front vs plain", lambda r: _fmt(r["front_vs_plain"])), ("seeds", lambda r: _fmt(r["n_seeds"])),
+)
+PUBLISHED_TABLE: tuple[Column, ...] = (
+    ("source", lambda r: r["source"]), ("method", lambda r: r["method"]),
+    ("tox %", lambda r: _fmt(r["best_tox_pct"])), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
+    ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
+    ("MMLU", lambda r: _fmt(r["accuracy_at_best"], ".3f")),
+)
+
+
+def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]]) -> list[str]:
+    return ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(cell(line) for _, cell in columns) + " |" for line in lines)]
+
+
+def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: int, seed: int) -> str:
+    measured = [line for line in lines if line["source"] in (MEASURED, UNSTEERED)]
+    published = [line for line in lines if line["source"] not in (MEASURED, UNSTEERED)]
+    first = measured[0]
+    text = [
+        "# Leaderboard", "",
+        f"Model `{first['model']}` · scorer `{first['scorer']}` · prompt set `{first['prompt_set']}`.", "",
+        f"Ranked by the lowest toxicity (% toxic continuations) with perplexity at most +{max_delta_ppl:g} "
+        "above the unsteered model (AcT's summary; lines without such a point last), then by the larger "
+        "hypervolume, then by method and DSAS mode names. Hypervolume (HV): the area of (toxicity %, "
+        "utility) that a line's front gains over the unsteered point, with the utility budget as slack "
+        f"(perplexity +{max_delta_ppl:g}; accuracy −{DEFAULT_SLACK['accuracy']:g}). Δ columns on DSAS "
+        "lines: DSAS − plain for the same method; the HV interval is a 95% bootstrap over prompts "
+        f"({n_boot} resamples, seed {seed}); \"front vs plain\" tells whether the DSAS front dominates, is "
+        "dominated by, crosses or equals the plain front. Seed means; the unsteered line is context, "
+        "not ranked.", "",
+        *_markdown_table(MEASURED_TABLE, measured),
+    ]
+    if published:
+        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE, "",
+                 *_markdown_table(PUBLISHED_TABLE, published)]
+    return "\n".join(text) + "\n"
+
+
+def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float = 1.0,
+                      n_boot: int = 1000, seed: int = 0, include_published: bool = True) -> dict[str, Path]:
+    """Write ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` into ``out_dir``.
+
+    Returns their paths under the keys ``"md"``, ``"csv"`` and ``"png"``; options as ``leaderboard``.
+    """
+    from dsas_bench.plots import plot_leaderboard  # matplotlib is loaded only when rendering
+
+    lines = leaderboard(rows, max_delta_ppl=max_delta_ppl, n_boot=n_boot, seed=seed,
+                        include_published=include_published)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "leaderboard.md", "csv": out / "leaderboard.csv", "png": out / "leaderboard.png"}
+    paths["md"].write_text(_markdown(lines, max_delta_ppl, n_boot, seed), encoding="utf-8")
+    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in line.items()} for line in lines)
+    plot_leaderboard([line for line in lines if line["source"] == MEASURED], paths["png"], max_delta_ppl)
+    return paths

@@ -1,0 +1,354 @@
+"""Pareto fronts, hypervolume, seed aggregation and front comparison over results rows (numpy only).
+
+Objectives are 2-D: toxicity (``tox_pct``, minimised) against a utility, either ``perplexity``
+(minimised) or ``accuracy`` (maximised). Each axis has a direction, ``"min"`` or ``"max"``.
+
+Dominance and ties: point *q* dominates *p* when *q* is no worse than *p* on both axes and strictly
+better on at least one. Exact duplicates therefore never dominate each other: all copies of a
+non-dominated point are on the front.
+
+Hypervolume reference: steering never lowers perplexity much below the unsteered model's (nor raises
+its accuracy), so the unsteered point itself would give every method a hypervolume of zero. The
+reference used here is the unsteered point moved by a *slack* on the utility axis (``DEFAULT_SLACK``:
++1 perplexity, AcT's budget; −0.02 accuracy), so the hypervolume is the area a front gains over the
+unsteered model within that utility budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any, Literal
+
+import numpy as np
+
+from dsas_bench.errors import UsageError
+
+Row = Mapping[str, Any]
+Direction = Literal["min", "max"]
+Relation = Literal["dominates", "dominated", "crosses", "equal"]
+
+BASELINE_METHOD = "none"
+PLAIN_MODE = "off"
+TOXIC_THRESHOLD = 0.5
+GROUP_KEYS = ("model", "scorer", "prompt_set", "method", "dsas", "strength")
+METRICS = ("tox_pct", "perplexity", "accuracy")
+UTILITY_DIRECTION: dict[str, Direction] = {"perplexity": "min", "accuracy": "max"}
+DEFAULT_SLACK = {"perplexity": 1.0, "accuracy": 0.02}
+# key -> (plural used in messages, CLI option that selects one value)
+COMPARABLE_KEYS = {"model": ("models", "--model"), "scorer": ("scorers", "--scorer"),
+                   "prompt_set": ("prompt sets", "--prompt-set")}
+_SIGN = {"min": 1.0, "max": -1.0}
+_REQUIRED = ("model", "method", "dsas", "strength", "seed", "scorer", "prompt_set", "metrics")
+
+
+# --------------------------------------------------------------------------- points
+
+
+def _minimised(points: Any, directions: Sequence[str]) -> np.ndarray:
+    """``points`` as an (n, 2) float array with every axis turned into a minimisation."""
+    if len(directions) != 2 or any(d not in _SIGN for d in directions):
+        raise UsageError(f"directions must be two of 'min'/'max', got {tuple(directions)!r}; "
+                         "e.g. ('min', 'min') for toxicity and perplexity, ('min', 'max') for accuracy")
+    arr = np.asarray(points, dtype=float)
+    if arr.size == 0:
+        return np.empty((0, 2))
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise UsageError(f"points must be an (n, 2) array of (toxicity, utility), got shape {arr.shape}")
+    if np.isnan(arr).any():
+        raise UsageError("points contain NaN: drop rows whose metrics are missing before computing a front")
+    return arr * np.array([_SIGN[d] for d in directions])
+
+
+def _front_mask(pts: np.ndarray) -> np.ndarray:
+    """Non-dominated mask of minimisation points (see the module docstring for ties)."""
+    no_worse = (pts[None, :, :] <= pts[:, None, :]).all(axis=2)  # [p, q]: q no worse than p
+    better = (pts[None, :, :] < pts[:, None, :]).any(axis=2)
+    return ~(no_worse & better).any(axis=1)
+
+
+def pareto_front(points: Any, directions: Sequence[str] = ("min", "min")) -> list[int]:
+    """Ascending indices of the non-dominated points; exact duplicates are all kept."""
+    return np.flatnonzero(_front_mask(_minimised(points, directions))).tolist()
+
+
+def hypervolume(points: Any, reference: Sequence[float], directions: Sequence[str] = ("min", "min")) -> float:
+    """Area dominated by ``points`` and bounded by ``reference``; points worse on any axis add nothing."""
+    pts = _minimised(points, directions)
+    ref = _minimised([reference], directions)[0]
+    pts = pts[(pts <= ref).all(axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    front = np.unique(pts[_front_mask(pts)], axis=0)  # x ascending, so y descending along the front
+    widths = np.diff(np.append(front[:, 0], ref[0]))
+    return float(np.sum(widths * (ref[1] - front[:, 1])))
+
+
+def _covers(a: np.ndarray, b: np.ndarray) -> bool:
+    """Every point of ``b`` is weakly dominated by (no better than) some point of ``a``."""
+    return all((a <= p).all(axis=1).any() for p in b)
+
+
+def front_relation(front_a: Any, front_b: Any, directions: Sequence[str] = ("min", "min")) -> Relation:
+    """How front A stands to front B.
+
+    A *covers* B when every point of B is weakly dominated by some point of A. Then ``"equal"``: each
+    covers the other; ``"dominates"``: A covers B but not conversely; ``"dominated"``: B covers A but
+    not conversely; ``"crosses"``: neither covers the other. An empty front is covered by anything.
+    """
+    a, b = _minimised(front_a, directions), _minimised(front_b, directions)
+    a_covers, b_covers = _covers(a, b), _covers(b, a)
+    if a_covers and b_covers:
+        return "equal"
+    if a_covers:
+        return "dominates"
+    return "dominated" if b_covers else "crosses"
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _describe(row: Row, i: int) -> str:
+    return f"row {i}" + (f" (cell {row['cell_id']})" if "cell_id" in row else "")
+
+
+def check_rows(rows: Sequence[Row]) -> None:
+    """Raise ``UsageError`` unless ``rows`` is non-empty and every row has the fields analysis needs."""
+    if not rows:
+        raise UsageError("no results rows to analyse: run the sweep first, or check the filters you passed")
+    for i, row in enumerate(rows):
+        missing = [k for k in _REQUIRED if k not in row]
+        metrics = row.get("metrics", {})
+        missing += [f"metrics.{k}" for k in ("tox_pct", "perplexity") if metrics.get(k) is None]
+        if missing:
+            raise UsageError(f"{_describe(row, i)} lacks {', '.join(missing)}: results rows must follow the "
+                             "results.jsonl schema; re-run the sweep for that cell or drop the row")
+
+
+def _join(values: Sequence[str]) -> str:
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} and {values[-1]}"
+
+
+def check_comparable(rows: Sequence[Row]) -> None:
+    """Refuse rows from different models, scorers or prompt sets, naming the values and the filter."""
+    check_rows(rows)
+    problems = []
+    for key, (plural, option) in COMPARABLE_KEYS.items():
+        values = sorted({str(row[key]) for row in rows})
+        if len(values) > 1:
+            problems.append(f"results mix {plural} {_join(values)}: numbers from different {plural} are not "
+                            f"comparable; pass {option} to choose one")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def select_rows(rows: Iterable[Row], *, model: str | None = None, scorer: str | None = None,
+                prompt_set: str | None = None) -> list[Row]:
+    """The rows matching every given value (``None`` matches all)."""
+    given = {"model": model, "scorer": scorer, "prompt_set": prompt_set}
+    wanted = {k: v for k, v in given.items() if v is not None}
+    return [row for row in rows if all(str(row.get(k)) == v for k, v in wanted.items())]
+
+
+def _group_key(row: Row) -> tuple:
+    return tuple(float(row[k]) if k == "strength" else str(row[k]) for k in GROUP_KEYS)
+
+
+def _grouped(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
+    """Rows by ``GROUP_KEYS``, sorted by key and, within a group, by seed.
+
+    A cell written twice (same ``cell_id``) counts once, the latest ``created`` kept. Two cells with
+    the same group and seed come from different run configs and are refused.
+    """
+    check_rows(rows)
+    latest: dict[Any, Row] = {}
+    for i, row in enumerate(rows):
+        cell = row.get("cell_id", i)
+        if cell not in latest or str(row.get("created", "")) >= str(latest[cell].get("created", "")):
+            latest[cell] = row
+    groups: dict[tuple, dict[Any, Row]] = {}
+    for row in latest.values():
+        seeds = groups.setdefault(_group_key(row), {})
+        clash = seeds.setdefault(row["seed"], row)
+        if clash is not row:
+            configs = sorted({str(clash.get("config_hash")), str(row.get("config_hash"))})
+            raise UsageError(f"two rows for method {row['method']} (dsas={row['dsas']}) at strength "
+                             f"{row['strength']}, seed {row['seed']}, from run configs {_join(configs)}: "
+                             "seeds of different configs cannot be averaged; keep the rows of one config")
+    return {key: [seeds[s] for s in sorted(seeds)] for key, seeds in sorted(groups.items())}
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@cache
+def _t_quantile(q: float, df: int) -> float:
+    """Quantile ``q`` (> 0.5) of Student's t with ``df`` degrees of freedom.
+
+    Substituting x = √df·tan θ turns the t density into c·cos^(df−1) θ on θ ∈ (−π/2, π/2), a smooth
+    integrand on a bounded interval, integrated here with the trapezoid rule.
+    """
+    theta = np.linspace(0.0, np.pi / 2, 200_001)
+    density = np.cos(theta) ** (df - 1)
+    mass = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(theta))])
+    return float(math.sqrt(df) * math.tan(np.interp((2 * q - 1) * mass[-1], mass, theta)))
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean and t confidence interval over seeds; one value gives a zero-width interval."""
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, (mean, mean)
+    half = _t_quantile((1 + level) / 2, len(arr) - 1) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    return mean, (mean - half, mean + half)
+
+
+def _aggregate(key: tuple, group: Sequence[Row], level: float) -> dict[str, Any]:
+    point: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+    point["seeds"] = [row["seed"] for row in group]
+    point["n_seeds"] = len(group)
+    for metric in METRICS:
+        values = [row["metrics"][metric] for row in group if row["metrics"].get(metric) is not None]
+        point[metric], point[f"{metric}_ci"] = mean_ci(values, level) if values else (None, None)
+    return point
+
+
+def aggregate_seeds(rows: Sequence[Row], level: float = 0.95) -> list[dict[str, Any]]:
+    """One point per (model, scorer, prompt_set, method, dsas, strength): seed means and t CIs.
+
+    Each point has the group keys, ``seeds``, ``n_seeds`` and, for ``tox_pct``, ``perplexity`` and
+    ``accuracy``, the mean and ``<metric>_ci`` = (low, high) over the seeds that report the metric
+    (``None`` when none does). Points are sorted by the group keys.
+    """
+    return [_aggregate(key, group, level) for key, group in _grouped(rows).items()]
+
+
+def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float,
+                max_delta_ppl: float = 1.0) -> Mapping[str, Any] | None:
+    """AcT's summary: the aggregated point of lowest toxicity with perplexity ≤ baseline + ``max_delta_ppl``.
+
+    Ties go to the lower perplexity, then the lower strength; ``None`` when no point qualifies.
+    """
+    budget = baseline_ppl + max_delta_ppl + 1e-9  # tolerance for float noise in the difference
+    eligible = [p for p in points if p["perplexity"] <= budget]
+    return min(eligible, key=lambda p: (p["tox_pct"], p["perplexity"], p["strength"]), default=None)
+
+
+# --------------------------------------------------------------------------- fronts of rows
+
+
+def _utility(metric: str) -> Direction:
+    if metric not in UTILITY_DIRECTION:
+        raise UsageError(f"unknown utility metric {metric!r}; choose one of {', '.join(UTILITY_DIRECTION)}")
+    return UTILITY_DIRECTION[metric]
+
+
+def metric_points(points: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
+    """(n, 2) array of (tox_pct, metric) from aggregated points; refuses points lacking the metric."""
+    _utility(metric)
+    lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p[metric] is None})
+    if lacking:
+        raise UsageError(f"no {metric} for {', '.join(lacking)}: run the sweep with that evaluation enabled, "
+                         "or use metric='perplexity'")
+    return np.array([[p["tox_pct"], p[metric]] for p in points], dtype=float).reshape(-1, 2)
+
+
+def reference_point(baseline: Mapping[str, Any], metric: str,
+                    slack: float | None = None) -> tuple[float, float]:
+    """Hypervolume reference: the unsteered point moved by ``slack`` towards worse utility."""
+    tox, utility = metric_points([baseline], metric)[0]
+    slack = DEFAULT_SLACK[metric] if slack is None else slack
+    return float(tox), float(utility) + (slack if UTILITY_DIRECTION[metric] == "min" else -slack)
+
+
+def baseline_point(rows: Sequence[Row]) -> dict[str, Any]:
+    """The aggregated unsteered point (method "none") of ``rows``."""
+    unsteered = [r for r in rows if r.get("method") == BASELINE_METHOD]
+    points = aggregate_seeds(unsteered) if unsteered else []
+    if len(points) != 1:
+        found = ", ".join(f"strength {p['strength']}" for p in points) or "none"
+        raise UsageError(f"expected one unsteered baseline (method '{BASELINE_METHOD}', strength 0) in the "
+                         f"results, found {found}: run the sweep with its baseline cell, or filter the rows")
+    return points[0]
+
+
+def _in_box(pts: np.ndarray, reference: Sequence[float], directions: Sequence[str]) -> np.ndarray:
+    """The points no worse than ``reference`` on either axis."""
+    return pts[(_minimised(pts, directions) <= _minimised([reference], directions)[0]).all(axis=1)]
+
+
+def _single(rows: Sequence[Row], what: str, method: str | None = None, modes: set[str] | None = None) -> str:
+    """The one (method, dsas) pair of ``rows``, checked against the expected method and modes."""
+    check_rows(rows)
+    pairs = sorted({(str(r["method"]), str(r["dsas"])) for r in rows})
+    if len(pairs) != 1 or (method is not None and pairs[0][0] != method) or (
+            modes is not None and pairs[0][1] not in modes):
+        found = ", ".join(f"{m}/dsas={d}" for m, d in pairs)
+        raise UsageError(f"{what} must be the rows of one method and DSAS mode, got {found}: "
+                         f"select them with the same method and a single dsas value")
+    return pairs[0][0]
+
+
+def _prompt_count(rows: Sequence[Row]) -> int:
+    """The number of prompts, checked to be the length of every row's ``prompt_scores``."""
+    n_prompts = max(len(r.get("prompt_scores") or []) for r in rows)
+    for row in rows:
+        n = len(row.get("prompt_scores") or [])
+        if n != n_prompts:
+            problem = f"has {n} prompt_scores where others have {n_prompts}" if n else "has no prompt_scores"
+            raise UsageError(f"cell {row.get('cell_id')} {problem}: the prompt bootstrap needs one score per "
+                             "prompt in every row; re-run that cell, or pass n_boot=0 to skip the bootstrap")
+    return n_prompts
+
+
+def _boot_tox(rows: Sequence[Row], idx: np.ndarray) -> np.ndarray:
+    """(n_boot, n_groups) seed-mean % toxic with the prompts resampled by ``idx``."""
+    toxic = [[(np.asarray(r["prompt_scores"], dtype=float) > TOXIC_THRESHOLD)[idx] for r in g]
+             for g in _grouped(rows).values()]
+    return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) * 100 for group in toxic], axis=1)
+
+
+def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline: Sequence[Row], *,
+                   metric: str = "perplexity", slack: float | None = None, n_boot: int = 1000,
+                   seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Compare the DSAS front of one method with its plain front.
+
+    ``plain_rows``: the method's rows with dsas "off"; ``dsas_rows``: its rows for one DSAS mode;
+    ``baseline``: the unsteered rows (method "none"). Points are seed means; fronts are compared with
+    ``front_relation`` (DSAS relative to plain) after keeping only points inside the hypervolume box
+    (no worse than ``reference_point`` on either axis), so "dominates" implies a hypervolume gain.
+
+    The interval of ``hv_diff`` (DSAS − plain) is a percentile bootstrap over prompts: each replicate
+    draws prompt indices with replacement once and applies them to every row (all share one prompt
+    set, so a prompt keeps its identity across rows and seeds), recomputes each row's % toxic from
+    ``prompt_scores`` (> 0.5), the seed means, the reference and both hypervolumes; the utility is
+    held fixed. ``n_boot=0`` skips it (``hv_diff_ci`` is then ``None``).
+    """
+    check_comparable([*plain_rows, *dsas_rows, *baseline])
+    method = _single(plain_rows, "plain_rows", modes={PLAIN_MODE})
+    mode = _single(dsas_rows, "dsas_rows", method=method)
+    if mode == PLAIN_MODE:
+        raise UsageError("dsas_rows have dsas='off': pass the rows of a DSAS mode (on, e2e or cast)")
+    _single(baseline, "baseline", method=BASELINE_METHOD)
+    directions = ("min", _utility(metric))
+    plain, dsas = aggregate_seeds(plain_rows), aggregate_seeds(dsas_rows)
+    ref = reference_point(baseline_point(baseline), metric, slack)
+    plain_pts, dsas_pts = metric_points(plain, metric), metric_points(dsas, metric)
+    hv_plain, hv_dsas = hypervolume(plain_pts, ref, directions), hypervolume(dsas_pts, ref, directions)
+    relation = front_relation(*(_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)), directions)
+    ci = None
+    if n_boot > 0:
+        n_prompts = _prompt_count([*plain_rows, *dsas_rows, *baseline])
+        idx = np.random.default_rng(seed).integers(0, n_prompts, size=(n_boot, n_prompts))
+        ref_tox = _boot_tox(baseline, idx)[:, 0]
+        tox_plain, tox_dsas = _boot_tox(plain_rows, idx), _boot_tox(dsas_rows, idx)
+        diffs = [hypervolume(np.column_stack([tox_dsas[b], dsas_pts[:, 1]]), (t, ref[1]), directions)
+                 - hypervolume(np.column_stack([tox_plain[b], plain_pts[:, 1]]), (t, ref[1]), directions)
+                 for b, t in enumerate(ref_tox)]
+        lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+        ci = (float(lo), float(hi))
+    return {"method": method, "dsas": mode, "metric": metric, "reference": ref, "relation": relation,
+            "hv_plain": hv_plain, "hv_dsas": hv_dsas, "hv_diff": hv_dsas - hv_plain, "hv_diff_ci": ci,
+            "n_boot": n_boot, "seed": seed}

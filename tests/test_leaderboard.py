@@ -1,0 +1,117 @@
+"""The leaderboard: refusal to mix scorers/models/prompt sets, deterministic ranking, deltas, files."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_pareto import baseline_rows, make_sweep
+
+from dsas_bench.analysis import COLUMNS, PUBLISHED, leaderboard, write_leaderboard
+from dsas_bench.errors import UsageError
+
+
+def sweep() -> list[dict[str, Any]]:
+    """Baseline (50 %, PPL 10); budget +1 puts the hypervolume reference at (50, 11).
+
+    Best toxicity within ΔPPL ≤ 1: linacts/on 10, iti/off 20 (tie with linacts/off, HV 15 > 14),
+    linacts/off 20, actadd/off none (its only point is at PPL 12).
+    """
+    return [*baseline_rows(acc=0.5),
+            *make_sweep("linacts", "off", {0.5: (30.0, 10.4), 1.0: (20.0, 10.8)}, acc=0.49),
+            *make_sweep("linacts", "on", {0.5: (25.0, 10.3), 1.0: (10.0, 10.6)}, acc=0.49),
+            *make_sweep("iti", "off", {1.0: (20.0, 10.5)}, acc=0.49),
+            *make_sweep("actadd", "off", {2.0: (5.0, 12.0)}, acc=0.45)]
+
+
+def test_ranking_order_deltas_and_unranked_context() -> None:
+    lines = leaderboard(sweep(), n_boot=50)
+    measured = [(line["rank"], line["method"], line["dsas"]) for line in lines if line["rank"] is not None]
+    assert measured == [(1, "linacts", "on"), (2, "iti", "off"), (3, "linacts", "off"), (4, "actadd", "off")]
+    by_name = {(line["method"], line["dsas"]): line for line in lines if line["source"] == "measured"}
+    on, off = by_name["linacts", "on"], by_name["linacts", "off"]
+    assert (on["best_tox_pct"], on["best_strength"]) == (10.0, 1.0)
+    assert on["delta_ppl_at_best"] == pytest.approx(0.6)
+    assert on["hv_ppl"] == pytest.approx(23.5) and off["hv_ppl"] == pytest.approx(14.0)
+    assert on["d_best_tox_pct"] == -10.0 and on["d_hv_ppl"] == pytest.approx(9.5)
+    assert on["d_hv_ppl_ci_low"] <= 9.5 <= on["d_hv_ppl_ci_high"]
+    assert on["front_vs_plain"] == "dominates"
+    assert off["d_hv_ppl"] is None and off["front_vs_plain"] is None
+    assert by_name["actadd", "off"]["best_tox_pct"] is None and by_name["actadd", "off"]["hv_ppl"] == 0.0
+    baseline = next(line for line in lines if line["method"] == "none")
+    assert baseline["rank"] is None and baseline["best_tox_pct"] == 50.0
+
+
+def test_equal_lines_are_ranked_by_name() -> None:
+    rows = [*baseline_rows(), *make_sweep("zeta", "off", {1.0: (20.0, 10.5)}),
+            *make_sweep("alpha", "off", {1.0: (20.0, 10.5)})]
+    assert [line["method"] for line in leaderboard(rows, n_boot=0, include_published=False)] == [
+        "alpha", "zeta", "none"]
+
+
+def test_shuffled_rows_give_the_same_leaderboard_and_files(tmp_path: Path) -> None:
+    rows = sweep()
+    shuffled = rows[:]
+    random.Random(0).shuffle(shuffled)
+    assert leaderboard(shuffled, n_boot=50) == leaderboard(rows, n_boot=50)
+    first = write_leaderboard(rows, tmp_path / "a", n_boot=50)
+    second = write_leaderboard(shuffled, tmp_path / "b", n_boot=50)
+    for kind in ("md", "csv"):
+        assert first[kind].read_bytes() == second[kind].read_bytes()
+
+
+def test_published_rows_are_marked_and_not_ranked() -> None:
+    lines = leaderboard(sweep(), n_boot=0)
+    published = [line for line in lines if line["source"].startswith("published: ")]
+    assert len(published) == len(PUBLISHED)
+    assert all(line["rank"] is None for line in published)
+    linear_act = next(line for line in published if line["source"] == "published: AcT Table 2, Gemma-2-2B"
+                      and line["method"] == "Linear-AcT")
+    assert (linear_act["best_tox_pct"], linear_act["ppl_at_best"]) == (0.56, 14.79)
+    assert linear_act["delta_ppl_at_best"] == pytest.approx(14.79 - 13.98)
+    assert linear_act["accuracy_at_best"] == pytest.approx(0.513)
+    assert not any(line["source"].startswith("published") for line in leaderboard(
+        sweep(), n_boot=0, include_published=False))
+
+
+def test_write_leaderboard_files(tmp_path: Path) -> None:
+    paths = write_leaderboard(sweep(), tmp_path / "out", n_boot=20)
+    assert set(paths) == {"md", "csv", "png"}
+    assert paths["png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with paths["csv"].open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert tuple(table[0]) == COLUMNS
+    assert [row["method"] for row in table[:2]] == ["linacts", "iti"]
+    assert table[0]["front_vs_plain"] == "dominates" and table[2]["front_vs_plain"] == ""
+    text = paths["md"].read_text()
+    assert "| 1 | linacts | on | 10.00 |" in text
+    assert "## Reference rows (published; not ranked)" in text and "not comparable" in text
+
+
+@pytest.mark.parametrize(("field", "other", "message"), [
+    ("scorer", "jigsaw-bilstm", "results mix scorers detoxify-original and jigsaw-bilstm: numbers from "
+                                "different scorers are not comparable; pass --scorer to choose one"),
+    ("model", "gemma3", "results mix models gemma3 and smollm2: numbers from different models are not "
+                        "comparable; pass --model to choose one"),
+    ("prompt_set", "rtp:11aa22", "results mix prompt sets demo:3fa2c1 and rtp:11aa22: numbers from different "
+                                 "prompt sets are not comparable; pass --prompt-set to choose one"),
+])
+def test_refuses_to_rank_incomparable_rows(field: str, other: str, message: str) -> None:
+    rows = [*sweep(), *make_sweep("linacts", "on", {2.0: (5.0, 10.9)}, **{field: other})]
+    with pytest.raises(UsageError) as caught:
+        leaderboard(rows)
+    assert str(caught.value) == message
+
+
+def test_refusal_names_every_mixed_field() -> None:
+    rows = [*sweep(), *make_sweep("iti", "on", {1.0: (5.0, 10.9)}, scorer="jigsaw-bilstm", model="gemma3")]
+    with pytest.raises(UsageError, match="mix models gemma3 and smollm2.*; results mix scorers"):
+        leaderboard(rows)
+
+
+def test_refuses_results_without_a_baseline() -> None:
+    with pytest.raises(UsageError, match=r"unsteered baseline \(method 'none'.*found none"):
+        leaderboard(make_sweep("linacts", "off", {1.0: (20.0, 10.5)}))
