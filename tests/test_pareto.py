@@ -16,6 +16,7 @@ from dsas_bench.analysis import (
     hypervolume,
     mean_ci,
     pareto_front,
+    select_rows,
 )
 from dsas_bench.errors import UsageError
 
@@ -173,6 +174,13 @@ def test_aggregate_seeds_refuses_rows_without_metrics() -> None:
         aggregate_seeds([row])
     with pytest.raises(UsageError, match="no results rows"):
         aggregate_seeds([])
+
+
+def test_select_rows_filters_by_model_scorer_and_prompt_set() -> None:
+    rows = [*baseline_rows(), *baseline_rows(scorer="jigsaw-bilstm"), *baseline_rows(model="gemma3")]
+    assert len(select_rows(rows, scorer="jigsaw-bilstm")) == 2
+    assert len(select_rows(rows, model="smollm2", scorer="detoxify-original", prompt_set="demo:3fa2c1")) == 2
+    assert select_rows(rows) == rows
 
 
 # ----------------------------------------------------------------------------- AcT summary
