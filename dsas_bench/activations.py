@@ -44,6 +44,11 @@ def batches(lm: LoadedModel, texts: Sequence[str], batch_size: int, max_length: 
                            truncation=True, max_length=max_length).to(lm.device)
 
 
+def real_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so left padding does not shift absolute positions."""
+    return (mask.cumsum(-1) - 1).clamp_min(0)
+
+
 def pooled_activations(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], *,
                        pooling: Pooling = "mean", site: Site = "output",
                        steering: Mapping[str, SteeringMap] | None = None, batch_size: int = 16,
@@ -63,7 +68,7 @@ def pooled_activations(lm: LoadedModel, texts: Sequence[str], modules: Sequence[
     capture = manager.capture(modules, pooling=pooling, site=site)
     with manager, torch.inference_mode():
         for batch in batches(lm, texts, batch_size, max_length, desc="activations", progress=progress):
-            lm.model(**batch)
+            lm.model(**batch, position_ids=real_positions(batch["attention_mask"]))
     result = capture.stacked()
     if use_cache:
         atomic_save(result, path)
