@@ -1,0 +1,102 @@
+"""Continuations of prompts, batched and left-padded, with whatever steering is active on the model.
+
+Callers steer with ``with steer(lm.model, maps, λ): generate_continuations(lm, prompts)``; this
+module adds no hooks of its own.
+
+Sampling is reproducible per prompt: prompt ``i`` of a call draws its tokens from its own random
+stream seeded by ``(seed, i)`` (Gumbel-max sampling from the same temperature / top-p / repetition
+penalty distribution that ``generate(do_sample=True)`` samples from). So a continuation depends on
+the seed, the prompt's position in the list and the device, not on ``batch_size``, the other
+prompts in its batch or the global torch RNG. Up to float rounding: the logits of a left-padded
+row can differ from the unpadded ones in the last bits, which rarely flips a draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from dsas_bench.activations import batches
+from dsas_bench.errors import UsageError
+from dsas_bench.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings; the defaults are the papers' (32 new tokens, T = 1, top-p 0.3, penalty 1.2)."""
+
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_p: float = 0.3
+    repetition_penalty: float = 1.2
+    do_sample: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise UsageError(f"temperature must be > 0, got {self.temperature} (for greedy decoding: do_sample=False)")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise UsageError(f"repetition_penalty must be > 0, got {self.repetition_penalty} (1 means no penalty)")
+
+
+class RowGumbelSampler(LogitsProcessor):
+    """Adds Gumbel noise from one generator per row: greedy decoding then samples softmax(scores) exactly."""
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = list(generators)
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        noise = torch.stack([-torch.empty(scores.shape[1], device=scores.device, dtype=scores.dtype)
+                             .exponential_(generator=g).log() for g in self.generators])
+        return scores + noise
+
+
+def row_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
+    """The random stream of prompt ``index`` under ``seed``, decorrelated from its neighbours."""
+    state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def sampling_processors(sampling: SamplingConfig, generators: Sequence[torch.Generator]) -> LogitsProcessorList:
+    """Temperature, top-p and the per-row sampler, applied after generate's repetition penalty."""
+    processors = LogitsProcessorList()
+    if sampling.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(sampling.temperature))
+    if sampling.top_p < 1.0:
+        processors.append(TopPLogitsWarper(sampling.top_p))
+    processors.append(RowGumbelSampler(generators))
+    return processors
+
+
+def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig = SamplingConfig(), *,
+                           seed: int = 0, batch_size: int = 16, progress: bool = True) -> list[str]:
+    """One continuation per prompt, the prompt stripped: only the new tokens, special tokens skipped.
+
+    Prompts longer than the model's context minus ``max_new_tokens`` are truncated at the end.
+    """
+    if isinstance(prompts, str) or not prompts:
+        raise UsageError("generate_continuations needs a non-empty list of prompt strings")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    context = getattr(lm.model.config, "max_position_embeddings", 2048)
+    continuations: list[str] = []
+    for number, batch in enumerate(batches(lm, prompts, batch_size, max_length=context - sampling.max_new_tokens,
+                                           desc="generate", progress=progress)):
+        processors = LogitsProcessorList()
+        if sampling.do_sample:
+            first = number * batch_size
+            rows = range(first, first + batch["input_ids"].shape[0])
+            processors = sampling_processors(sampling, [row_generator(seed, i, lm.device) for i in rows])
+        out = lm.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                                repetition_penalty=sampling.repetition_penalty, logits_processor=processors,
+                                pad_token_id=lm.tokenizer.pad_token_id)
+        continuations += lm.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return continuations

@@ -1,0 +1,80 @@
+"""Continuations: seeded per prompt, batch-independent, prompt stripped, steering active when wrapped."""
+
+import pytest
+import torch
+
+from dsas_bench.errors import UsageError
+from dsas_bench.generation import RowGumbelSampler, SamplingConfig, generate_continuations
+from dsas_bench.steering.hooks import has_hooks, steer
+from dsas_bench.steering.maps import ShiftMap
+
+PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?", "Once upon"]
+SHORT = SamplingConfig(max_new_tokens=8)
+GREEDY = SamplingConfig(max_new_tokens=8, do_sample=False)
+
+
+def run(lm, prompts=PROMPTS, sampling=SHORT, **kwargs):
+    return generate_continuations(lm, prompts, sampling, progress=False, **kwargs)
+
+
+def test_same_seed_same_continuations_other_seed_others(tiny_lm):
+    first = run(tiny_lm, seed=3)
+    assert run(tiny_lm, seed=3) == first
+    assert run(tiny_lm, seed=4) != first
+    assert len(first) == len(PROMPTS) and all(isinstance(text, str) for text in first)
+
+
+def test_sampling_does_not_depend_on_batching_or_global_rng(tiny_lm):
+    batched = run(tiny_lm, batch_size=4)
+    torch.manual_seed(12345)
+    single = run(tiny_lm, batch_size=1)
+    assert batched == single
+    assert run(tiny_lm, PROMPTS[2:], batch_size=2) != batched[2:]  # the stream follows the prompt's position
+
+
+def test_greedy_batched_left_padded_equals_one_at_a_time(tiny_lm):
+    batched = run(tiny_lm, sampling=GREEDY, batch_size=4)
+    single = [run(tiny_lm, [prompt], GREEDY)[0] for prompt in PROMPTS]
+    assert batched == single
+
+
+def test_prompt_is_stripped_and_special_tokens_skipped(tiny_lm):
+    batch = tiny_lm.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    full = tiny_lm.model.generate(**batch, max_new_tokens=8, do_sample=False, repetition_penalty=1.2)
+    expected = tiny_lm.tokenizer.batch_decode(full[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    continuations = run(tiny_lm, sampling=GREEDY)
+    assert continuations == expected
+    for prompt, text in zip(PROMPTS, continuations, strict=True):
+        assert not text.startswith(prompt)
+        assert "<pad>" not in text and "<eos>" not in text
+
+
+def test_runs_the_active_steering_and_adds_no_hooks(tiny_lm):
+    torch.manual_seed(0)
+    maps = {"model.layers.0": ShiftMap(20 * torch.randn(tiny_lm.hidden_size))}
+    plain = run(tiny_lm, sampling=GREEDY)
+    with steer(tiny_lm.model, maps, strength=0.0):
+        assert run(tiny_lm, sampling=GREEDY) == plain
+    with steer(tiny_lm.model, maps, strength=1.0):
+        assert run(tiny_lm, sampling=GREEDY) != plain
+    assert not has_hooks(tiny_lm.model)
+
+
+def test_row_sampler_draws_from_the_softmax():
+    scores = torch.tensor([[0.0, 1.0, 2.0, -torch.inf]])
+    sampler = RowGumbelSampler([torch.Generator().manual_seed(0)])
+    draws = torch.stack([sampler(None, scores).argmax(-1) for _ in range(4000)]).flatten()
+    frequencies = torch.bincount(draws, minlength=4).float() / len(draws)
+    torch.testing.assert_close(frequencies, scores.softmax(-1)[0], atol=0.03, rtol=0)
+
+
+@pytest.mark.parametrize("prompts", [[], "a single string"])
+def test_bad_prompts_are_usage_errors(tiny_lm, prompts):
+    with pytest.raises(UsageError, match="non-empty list"):
+        run(tiny_lm, prompts)
+
+
+@pytest.mark.parametrize("options", [{"top_p": 0.0}, {"temperature": 0.0}, {"max_new_tokens": 0}])
+def test_bad_sampling_config_is_a_usage_error(options):
+    with pytest.raises(UsageError):
+        SamplingConfig(**options)
