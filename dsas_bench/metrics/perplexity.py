@@ -1,0 +1,55 @@
+"""Perplexity of neutral text under the model as it is, steered or not (METHODS.md §4).
+
+Each text is cut to its first ``max_tokens`` tokens; its perplexity is exp(mean NLL) over its own
+next-token predictions (pads excluded), and the summary is the mean over texts. Callers steer
+with ``with steer(lm.model, maps, λ): perplexity(lm, texts)``; this module adds no hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dsas_bench.activations import batches, real_positions
+from dsas_bench.errors import UsageError
+from dsas_bench.models import LoadedModel
+
+MAX_TOKENS = 50
+
+
+def per_text_perplexity(lm: LoadedModel, texts: Sequence[str], *, max_tokens: int = MAX_TOKENS,
+                        batch_size: int = 16, progress: bool = True) -> np.ndarray:
+    """exp(mean NLL) of each text's first ``max_tokens`` tokens, shape (len(texts),), float64.
+
+    Batches are left-padded; position ids count real tokens only, so a text scores the same
+    alone as in any batch (up to float rounding).
+    """
+    if isinstance(texts, str) or not texts:
+        raise UsageError("perplexity needs a non-empty list of texts")
+    if max_tokens < 2:
+        raise UsageError(f"max_tokens must be at least 2 (one next-token prediction), got {max_tokens}")
+    scores: list[np.ndarray] = []
+    with torch.inference_mode():
+        for batch in batches(lm, texts, batch_size, max_length=max_tokens, desc="perplexity", progress=progress):
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=real_positions(mask)).logits[:, :-1]
+            logits = logits.float()
+            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            real = (mask[:, :-1] * mask[:, 1:]).to(nll.dtype)
+            counts = real.sum(-1)
+            if (counts == 0).any():
+                index = len(scores) * batch_size + int((counts == 0).nonzero()[0, 0])
+                raise UsageError(f"text {index} ({texts[index]!r}) has fewer than 2 tokens: drop empty or "
+                                 "one-token texts before measuring perplexity")
+            scores.append(((nll * real).sum(-1) / counts).exp().double().cpu().numpy())
+    return np.concatenate(scores)
+
+
+def perplexity(lm: LoadedModel, texts: Sequence[str], *, max_tokens: int = MAX_TOKENS, batch_size: int = 16,
+               progress: bool = True) -> float:
+    """Mean over texts of each text's perplexity (see ``per_text_perplexity``)."""
+    return float(per_text_perplexity(lm, texts, max_tokens=max_tokens, batch_size=batch_size,
+                                     progress=progress).mean())
