@@ -59,6 +59,10 @@ class TokenContext:
     new_sequence: bool = True
 
 
+class StopForward(Exception):
+    """Raised by a ``stop_after`` hook to end a forward pass early; the caller catches it."""
+
+
 class Scaler(Protocol):
     """s_ℓ(h): how much to steer, from the un-steered value ``h`` at module ``module``."""
 
@@ -133,6 +137,18 @@ class HookManager:
             self._pending.append((self._checked(name), self._capture_hook(name, capture)))
         return capture
 
+    def stop_after(self, modules: Iterable[str]) -> HookManager:
+        """End every forward pass by raising ``StopForward`` once the last of ``modules`` has run.
+
+        For passes that only need activations up to those modules (training on pooled captures).
+        "Last" is in ``named_modules()`` order; call this after ``steer`` and ``capture``, since the
+        hooks on one module run in the order they were added.
+        """
+        order = list(self._modules)
+        last = max((self._checked(name) for name in modules), key=order.index)
+        self._pending.append((last, self._stop_hook))
+        return self
+
     def _checked(self, name: str) -> str:
         if name not in self._modules:
             raise KeyError(f"model has no module named {name!r}")
@@ -160,6 +176,10 @@ class HookManager:
             capture.batches.setdefault(name, []).append(pooled)
 
         return hook
+
+    @staticmethod
+    def _stop_hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> None:
+        raise StopForward
 
     def _track_tokens(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Root pre-hook: record which of this pass's tokens are real and whether it starts sequences."""
