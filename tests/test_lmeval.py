@@ -1,0 +1,126 @@
+"""lm-eval with steering active: local tasks from any directory, λ = 0, offline, bad input."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsas_bench.errors import UsageError
+from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, task_config
+from dsas_bench.steering.hooks import has_hooks, steer
+from dsas_bench.steering.maps import ShiftMap
+
+TASK_YAML = """
+task: {name}
+dataset_path: {dataset_path}
+dataset_kwargs:
+  data_files:
+    test: {data_file}
+output_type: multiple_choice
+test_split: test
+fewshot_split: test
+doc_to_text: "Q: {{{{question}}}}\\nA:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: answer
+metric_list:
+  - metric: acc
+"""
+
+
+def write_task(folder: Path, name: str, data_file: str = "data/qa.jsonl", dataset_path: str = "json") -> Path:
+    """A local multiple-choice task whose data file is relative to its YAML's folder."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    docs = [{"question": f"{a} plus {b}?", "choices": [str(a + b), str(a + b + 1), str(a * b + 7)], "answer": 0}
+            for a, b in [(1, 2), (2, 3), (3, 4), (4, 5)]]
+    (folder / "data" / "qa.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    path = folder / f"{name}.yaml"
+    path.write_text(TASK_YAML.format(name=name, dataset_path=dataset_path, data_file=data_file))
+    return path
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run from a working directory that holds no task or data file."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
+def test_demo_task_ships_in_the_default_folder():
+    docs = [json.loads(line) for line in (DEFAULT_TASKS_DIR / "demo_mc.jsonl").read_text().splitlines()]
+    assert len(docs) == 40
+    assert all(len(doc["choices"]) == 4 and 0 <= doc["answer"] < 4 for doc in docs)
+
+
+def test_strength_zero_gives_unsteered_scores_and_strong_steering_changes_them(tiny_lm, elsewhere):
+    torch.manual_seed(0)
+    maps = {"model.layers.0": ShiftMap(20 * torch.randn(tiny_lm.hidden_size))}
+    plain = evaluate_tasks(tiny_lm, ["demo_mc"], limit=12)
+    with steer(tiny_lm.model, maps, strength=0.0):
+        zero = evaluate_tasks(tiny_lm, ["demo_mc"], limit=12)
+    with steer(tiny_lm.model, maps, strength=1.0):
+        strong = evaluate_tasks(tiny_lm, ["demo_mc"], limit=12)
+    assert set(plain) == {"demo_mc"} and 0 <= plain["demo_mc"] <= 1
+    assert zero == plain
+    assert strong != plain
+    assert not has_hooks(tiny_lm.model)
+
+
+def test_include_path_task_with_relative_data_and_few_shot(tiny_lm, tmp_path, elsewhere):
+    write_task(tmp_path / "tasks", "sums_mc")
+    scores = evaluate_tasks(tiny_lm, ["sums_mc"], include_path=tmp_path / "tasks", num_fewshot=2, limit=3)
+    assert set(scores) == {"sums_mc"}
+
+
+def test_relative_data_files_resolve_against_the_yaml_folder(tmp_path, elsewhere):
+    path = write_task(tmp_path, "paths_mc")
+    config = task_config(path)
+    assert config["dataset_kwargs"]["data_files"] == {"test": str(tmp_path / "data" / "qa.jsonl")}
+    for given in ["/abs/qa.jsonl", "hf://datasets/org/name/qa.jsonl"]:
+        assert task_config(write_task(tmp_path, "kept_mc", given))["dataset_kwargs"]["data_files"]["test"] == given
+
+
+def test_local_task_makes_no_network_call(tiny_lm, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network is off in this test")
+
+    for config in (datasets.config, huggingface_hub.constants):  # as in a run without the offline variables
+        monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    evaluate_tasks(tiny_lm, ["demo_mc"], limit=2)
+    assert attempts == []
+
+
+@pytest.mark.parametrize(("data_file", "dataset_path"), [("data/missing.jsonl", "json"),
+                                                         ("qa.jsonl", "no-such-org/no-such-dataset")])
+def test_unreachable_data_is_a_usage_error(tiny_lm, tmp_path, data_file, dataset_path):
+    write_task(tmp_path, "broken_mc", data_file, dataset_path)
+    with pytest.raises(UsageError, match="could not load the data of lm-eval task.* broken_mc"):
+        evaluate_tasks(tiny_lm, ["broken_mc"], include_path=tmp_path, limit=2)
+
+
+@pytest.mark.parametrize(("kwargs", "problem"), [({"tasks": []}, "non-empty list"),
+                                                  ({"tasks": "demo_mc"}, "non-empty list"),
+                                                  ({"tasks": ["demo_mc"], "include_path": Path("/no/such/dir")},
+                                                   "not found"),
+                                                  ({"tasks": ["demo_mc"], "limit": 0}, "limit")])
+def test_bad_arguments_are_usage_errors(tiny_lm, kwargs, problem):
+    with pytest.raises(UsageError, match=problem):
+        evaluate_tasks(tiny_lm, **kwargs)
+
+
+@pytest.mark.slow
+def test_unknown_task_lists_the_local_tasks(tiny_lm):
+    """Slow: an unknown name makes lm-eval index its whole registry first."""
+    with pytest.raises(UsageError, match="no_such_task.*local tasks in .* are demo_mc"):
+        evaluate_tasks(tiny_lm, ["no_such_task"])
