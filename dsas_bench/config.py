@@ -23,6 +23,8 @@ TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 DSAS_MODES = ("off", "on", "e2e", "cast")
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
 EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
+# Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.
+STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options")
 
 
 @dataclass
@@ -99,8 +101,13 @@ class RunConfig:
         return self
 
     def cell_config(self, method: str, dsas: str) -> dict[str, Any]:
-        """The resolved config of one (method, DSAS mode) run, without the execution fields."""
+        """The resolved config of one (method, DSAS mode) run, without the execution fields.
+
+        The unsteered baseline (method ``none``) also drops the steering fields.
+        """
         skipped = (*EXECUTION_FIELDS, "methods", "dsas", "method_options")
+        if method == "none":
+            skipped += STEERING_FIELDS
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
         return {**config, "method": method, "dsas": dsas, "method_options": self.method_options.get(method, {})}
 
