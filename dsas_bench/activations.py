@@ -7,6 +7,7 @@ the truncation length and any steering active while collecting.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dsas_bench.models import LoadedModel, cache_dir
-from dsas_bench.steering.hooks import HookManager, Pooling, Site, SteeringMap
+from dsas_bench.steering.hooks import HookManager, Pooling, Site, SteeringMap, StopForward
 
 MAX_LENGTH = 128
 
@@ -66,9 +67,11 @@ def pooled_activations(lm: LoadedModel, texts: Sequence[str], modules: Sequence[
     if steering:
         manager.steer(steering, strength=1.0)
     capture = manager.capture(modules, pooling=pooling, site=site)
+    manager.stop_after(modules)  # layers past the last captured module are not needed
     with manager, torch.inference_mode():
         for batch in batches(lm, texts, batch_size, max_length, desc="activations", progress=progress):
-            lm.model(**batch, position_ids=real_positions(batch["attention_mask"]))
+            with contextlib.suppress(StopForward):
+                lm.model(**batch, position_ids=real_positions(batch["attention_mask"]))
     result = capture.stacked()
     if use_cache:
         atomic_save(result, path)
