@@ -18,6 +18,7 @@ import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -138,29 +139,52 @@ def _lm(config: RunConfig) -> LoadedModel:
 
 # -- fitting ---------------------------------------------------------------------------------------
 def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[SteeringMethod, Scaler | None, float]:
-    """The fitted method and scaler for one (method, DSAS mode, seed), from the disk cache when there."""
+    """The fitted method and scaler for one (method, DSAS mode, seed), from the disk cache when there.
+
+    A copy goes to ``<output>/interventions/<method>-<dsas>-seed<seed>/`` for ``explain`` and reuse.
+    """
     lm = _lm(config)
     run_config = config.cell_config(method, dsas)
     key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed, "model": model_fingerprint(lm)})
-    folder = cache_dir() / "interventions" / key
-    method_path, scaler_path = folder / "method.pt", folder / "scaler.pt"
-    if method_path.exists() and (dsas == "off" or scaler_path.exists()):
-        steering = SteeringMethod.load(method_path, lm)
-        return steering, (load_scaler(scaler_path, lm) if dsas != "off" else None), 0.0
+    cached = cache_dir() / "interventions" / key
     start = time.perf_counter()
-    sets = _inputs(config).fit_sets(config, seed)
-    modules = _modules(config, method, lm)
-    if config.intervention:
-        steering = SteeringMethod.load(config.intervention, lm)
+    if (cached / METHOD_FILE).exists():
+        steering, scaler = load_intervention(cached, lm)
     else:
-        steering = get_method(method)(**config.method_options.get(method, {})).fit(
-            lm, modules, sets, batch_size=config.batch_size)
-    scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options)
+        sets = _inputs(config).fit_sets(config, seed)
+        if config.intervention:
+            steering = SteeringMethod.load(config.intervention, lm)
+        else:
+            steering = get_method(method)(**config.method_options.get(method, {})).fit(
+                lm, _modules(config, method, lm), sets, batch_size=config.batch_size)
+        scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options)
+        save_intervention(cached, steering, scaler)
+    fit_time = time.perf_counter() - start
+    save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)
+    return steering, scaler, fit_time
+
+
+METHOD_FILE, SCALER_FILE = "method.pt", "scaler.pt"
+
+
+def intervention_dir(output: str | Path, method: str, dsas: str, seed: int) -> Path:
+    """Where a run keeps the fitted state of one (method, DSAS mode, seed)."""
+    return Path(output) / "interventions" / f"{method}-{dsas}-seed{seed}"
+
+
+def save_intervention(folder: Path, steering: SteeringMethod, scaler: Scaler | None) -> None:
+    """The method's state and the scaler's; the method file last, as it marks a complete entry."""
     folder.mkdir(parents=True, exist_ok=True)
     if scaler is not None:
-        scaler.save(scaler_path)
-    steering.save(method_path)  # last: its presence marks a complete entry
-    return steering, scaler, time.perf_counter() - start
+        scaler.save(folder / SCALER_FILE)
+    steering.save(folder / METHOD_FILE)
+
+
+def load_intervention(folder: Path, lm: LoadedModel) -> tuple[SteeringMethod, Scaler | None]:
+    """A saved (method, scaler) pair, checked against ``lm``."""
+    scaler_path = folder / SCALER_FILE
+    return (SteeringMethod.load(folder / METHOD_FILE, lm),
+            load_scaler(scaler_path, lm) if scaler_path.exists() else None)
 
 
 def _modules(config: RunConfig, method: str, lm: LoadedModel) -> list[str]:
