@@ -124,3 +124,9 @@ def test_unknown_task_lists_the_local_tasks(tiny_lm):
     """Slow: an unknown name makes lm-eval index its whole registry first."""
     with pytest.raises(UsageError, match="no_such_task.*local tasks in .* are demo_mc"):
         evaluate_tasks(tiny_lm, ["no_such_task"])
+
+
+@pytest.mark.slow
+def test_real_model_answers_the_demo_questions_above_chance(smollm2):
+    """The demo task is well formed: SmolLM2-135M scores far above the 25 % of guessing."""
+    assert evaluate_tasks(smollm2, ["demo_mc"], limit=20)["demo_mc"] >= 0.6
