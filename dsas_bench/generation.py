@@ -87,6 +87,9 @@ def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: Sa
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     context = getattr(lm.model.config, "max_position_embeddings", 2048)
+    if sampling.max_new_tokens >= context:
+        raise UsageError(f"max_new_tokens={sampling.max_new_tokens} leaves no room for the prompt in this model's "
+                         f"context of {context} tokens: ask for fewer new tokens")
     continuations: list[str] = []
     for number, batch in enumerate(batches(lm, prompts, batch_size, max_length=context - sampling.max_new_tokens,
                                            desc="generate", progress=progress)):

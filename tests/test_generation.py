@@ -78,3 +78,8 @@ def test_bad_prompts_are_usage_errors(tiny_lm, prompts):
 def test_bad_sampling_config_is_a_usage_error(options):
     with pytest.raises(UsageError):
         SamplingConfig(**options)
+
+
+def test_more_new_tokens_than_the_context_is_a_usage_error(tiny_lm):
+    with pytest.raises(UsageError, match="context"):
+        run(tiny_lm, sampling=SamplingConfig(max_new_tokens=tiny_lm.model.config.max_position_embeddings))
