@@ -74,7 +74,7 @@ def task_config(yaml_path: Path) -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def _registry_manager(folder: Path) -> TaskManager:
-    """lm-eval's built-in tasks plus ``folder`` (local names win); slow to index, so kept."""
+    """lm-eval's built-in tasks plus ``folder`` (local names win); slow to index, so kept for the process."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(folder))
@@ -82,7 +82,7 @@ def _registry_manager(folder: Path) -> TaskManager:
 
 def load_tasks(tasks: Sequence[str], include_path: Path | None = None) -> tuple[list[str | dict[str, Any]],
                                                                                   TaskManager]:
-    """Task specs for ``simple_evaluate`` and the ``TaskManager`` that resolves them.
+    """Task specs for ``TaskManager.load`` and the manager that resolves them.
 
     Tasks defined by a YAML become inline configs with absolute data paths; groups and tags are
     passed by name (their tasks' data paths must then be absolute). lm-eval's registry is indexed
