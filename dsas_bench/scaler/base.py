@@ -1,0 +1,108 @@
+"""What every scaler shares: opt-in recording of its scales, options and diagnostics, a saved state.
+
+A scaler is an ``nn.Module`` implementing the hook manager's ``Scaler`` protocol: called with a
+module name, the un-steered value h (batch, tokens, d) there and the ``TokenContext``, it
+returns scales (batch, tokens, 1). Recording is off by default and then costs one flag check.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dsas_bench.activations import atomic_save
+from dsas_bench.errors import UsageError
+from dsas_bench.models import LoadedModel
+from dsas_bench.steering.hooks import TokenContext
+
+SCALER_FORMAT = "dsas_bench.scaler-state"
+
+
+class ScalerBase(nn.Module, ABC):
+    """Base of the scalers: subclasses set ``kind`` and implement ``scales``, ``hidden_size`` and ``config``.
+
+    ``options`` (what was asked for) and ``diagnostics`` (what fitting found) go into results.
+    """
+
+    kind: ClassVar[str] = ""
+    state_version: ClassVar[int] = 1
+    kinds: ClassVar[dict[str, type[ScalerBase]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        ScalerBase.kinds[cls.kind] = cls
+
+    def __init__(self, options: dict[str, Any] | None = None, model_name: str | None = None):
+        super().__init__()
+        self.options: dict[str, Any] = dict(options or {})
+        self.diagnostics: dict[str, Any] = {}
+        self.model_name = model_name
+        self.records: dict[str, list[Tensor]] = {}
+        self._recording = False
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """The width d of the activations this scaler reads."""
+
+    @abstractmethod
+    def scales(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        """(batch, tokens, 1) scales for the un-steered value h at ``module``."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments other than the tensors of ``state_dict`` and the common ones."""
+
+    def forward(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        s = self.scales(module, h, context)
+        if self._recording:
+            self.records.setdefault(module, []).append(s.detach()[..., 0])
+        return s
+
+    # -- recording ---------------------------------------------------------------------------
+    @contextmanager
+    def recording(self) -> Iterator[dict[str, list[Tensor]]]:
+        """Record inside the block: per module, one (batch, tokens) tensor of scales per forward pass."""
+        self.records = {}
+        self._recording = True
+        try:
+            yield self.records
+        finally:
+            self._recording = False
+
+    def token_scales(self) -> dict[str, Tensor]:
+        """The recorded passes joined along tokens, per module (a KV-cached generation: prompt, then each new token)."""
+        return {module: torch.cat(parts, dim=1) for module, parts in self.records.items()}
+
+    # -- state -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the scaler (small, versioned) atomically."""
+        path = Path(path)
+        atomic_save({"format": SCALER_FORMAT, "kind": self.kind, "version": self.state_version,
+                     "options": self.options, "diagnostics": self.diagnostics, "model": self.model_name,
+                     "hidden_size": self.hidden_size, "config": self.config(),
+                     "tensors": {key: value.detach().cpu() for key, value in self.state_dict().items()}}, path)
+        return path
+
+
+def load_scaler(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """Load a saved scaler; with ``lm``, refuse one fitted on another model or hidden size."""
+    saved = torch.load(path)
+    if not isinstance(saved, dict) or saved.get("format") != SCALER_FORMAT:
+        raise UsageError(f"{path} is not a dsas_bench scaler state")
+    cls = ScalerBase.kinds.get(saved["kind"])
+    if cls is None or saved["version"] != cls.state_version:
+        raise UsageError(f"{path} holds a {saved['kind']!r} scaler of version {saved['version']} that this "
+                         f"dsas_bench cannot read: refit it")
+    if lm is not None and (saved["hidden_size"], saved["model"]) != (lm.hidden_size, lm.name):
+        raise UsageError(f"{path} was fitted on model {saved['model']!r} with hidden size {saved['hidden_size']}, "
+                         f"not on {lm.name!r} with hidden size {lm.hidden_size}: refit the scaler for this model")
+    scaler = cls(**saved["config"], **saved["tensors"], options=saved["options"], model_name=saved["model"])
+    scaler.diagnostics = saved["diagnostics"]
+    return scaler.to(lm.device) if lm is not None else scaler

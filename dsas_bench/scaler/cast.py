@@ -1,0 +1,102 @@
+"""A CAST-style gate, the "when to steer" baseline of METHODS.md §3: one yes/no per sequence.
+
+The decision is taken at the first steered module in forward order — whose input no steering has
+touched yet — on the pass that starts the sequences (``TokenContext.new_sequence``): the prompt's
+activation there, mean-pooled over real tokens, goes through a logistic classifier (source vs
+control), folded like the DSAS probe into uᵀx + c, compared with a cut. Every module then steers
+that sequence at full strength or not at all, and the decision is kept for the KV-cached decoding
+steps until the next new sequence. Without a KV cache every pass starts the sequences again, so
+the decision is retaken on the whole prefix (prompt and the tokens generated so far).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from dsas_bench.errors import UsageError
+from dsas_bench.models import LoadedModel
+from dsas_bench.scaler.base import ScalerBase
+from dsas_bench.scaler.dsas import fold, labelled, make_probe
+from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.hooks import TokenContext, pool
+
+
+def balanced_cut(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The cut on decision scores (steer when score > cut) with the best balanced accuracy, a midpoint
+    between neighbouring scores; the middle one of equally good cuts."""
+    values = np.unique(scores)
+    cuts = np.r_[values[0] - 1, (values[1:] + values[:-1]) / 2, values[-1] + 1]
+    flagged = scores[None, :] > cuts[:, None]
+    balanced = flagged[:, labels == 1].mean(1) + (~flagged[:, labels == 0]).mean(1)
+    best = np.flatnonzero(balanced == balanced.max())
+    return float(cuts[best[len(best) // 2]])
+
+
+class CastGate(ScalerBase):
+    """s ∈ {0, 1} per sequence, decided from the prompt's mean-pooled activation at ``module``."""
+
+    kind = "cast"
+
+    def __init__(self, module: str, u: Tensor, c: Tensor, cut: float, options: dict[str, Any] | None = None,
+                 model_name: str | None = None):
+        super().__init__(options, model_name)
+        self.module, self.cut = module, float(cut)
+        self.register_buffer("u", u.float())
+        self.register_buffer("c", c.float())
+        self._steer: Tensor | None = None
+
+    @property
+    def hidden_size(self) -> int:
+        return self.u.shape[0]
+
+    def config(self) -> dict[str, Any]:
+        return {"module": self.module, "cut": self.cut}
+
+    def scales(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        if context.new_sequence and module == self.module:
+            self._steer = (pool(h, context.mask, "mean") @ self.u + self.c > self.cut).to(h.dtype)
+        if self._steer is None or self._steer.shape[0] != h.shape[0]:
+            raise UsageError(f"the CAST gate decides at {self.module!r}, which this steering did not reach before "
+                             f"{module!r}: steer the modules the gate was fitted for")
+        return self._steer[:, None, None].expand(*h.shape[:-1], 1)
+
+
+def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshold: float | str = "balanced",
+             val_fraction: float = 0.3, n_components: int | None = None, seed: int = 0,
+             batch_size: int = 16) -> CastGate:
+    """Fit the gate's classifier on source vs control at the first of ``modules``; pick the cut.
+
+    ``threshold="balanced"`` chooses the cut with the best balanced accuracy on a held-out
+    ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
+    ``n_components=None`` standardises instead of PCA.
+    """
+    chosen = set(modules)
+    first = next(name for name, _ in lm.model.named_modules() if name in chosen)
+    acts, labels = labelled(lm, [first], sets, batch_size)
+    try:
+        x_fit, x_val, y_fit, y_val = train_test_split(acts[first], labels, test_size=val_fraction,
+                                                      random_state=seed, stratify=labels)
+    except ValueError as exc:
+        raise UsageError(f"cannot hold out {val_fraction} of the sentences for the CAST threshold ({exc}): "
+                         f"add sentences or change val_fraction") from exc
+    probe = make_probe(n_components, seed).fit(x_fit, y_fit)
+    u, c = fold(probe, lm.hidden_size)
+    scores = probe.decision_function(x_val)
+    if threshold == "balanced":
+        cut = balanced_cut(scores, y_val)
+    elif isinstance(threshold, (int, float)) and 0 < threshold < 1:
+        cut = float(np.log(threshold / (1 - threshold)))
+    else:
+        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
+    options = {"mode": "cast", "threshold": threshold, "val_fraction": val_fraction, "n_components": n_components,
+               "seed": seed}
+    gate = CastGate(first, u, c, cut, options, lm.name)
+    flagged = scores > cut
+    gate.diagnostics = {"module": first, "cut": cut, "validation_steered_source": float(flagged[y_val == 1].mean()),
+                        "validation_steered_control": float(flagged[y_val == 0].mean())}
+    return gate.to(lm.device)

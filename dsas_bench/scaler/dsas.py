@@ -1,0 +1,156 @@
+"""DSAS (METHODS.md §3): how much to steer, per token and module, from a linear probe on the un-steered value.
+
+For each steered module a probe — centring and PCA to r whitened components, then logistic
+regression — separates mean-pooled source activations (label 1) from control ones (label 0). Its
+cross-validated accuracy decides whether the module is trusted: below the threshold the module is
+gated off (s ≡ 0, or s ≡ 1 with policy ``full``). The probe is affine before its sigmoid, so it
+folds into one vector and a bias: s(h) = σ(uᵀh + c), a dot product and a sigmoid per token.
+
+``LinearScaler`` also serves E2E-DSAS (learned u, c; sigmoid or ReLU gate). It reads the token's
+value, or (``context="running-mean"``) the mean of the un-steered values of the sequence's real
+tokens so far; uᵀ(mean h) = mean(uᵀh), so only a running sum of uᵀh per sequence is carried
+across KV-cached passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor, nn
+
+from dsas_bench.activations import pooled_activations
+from dsas_bench.errors import UsageError
+from dsas_bench.models import LoadedModel
+from dsas_bench.scaler.base import ScalerBase
+from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.hooks import TokenContext
+
+GATES = {"sigmoid": torch.sigmoid, "relu": torch.relu}
+CONTEXTS = ("token", "running-mean")
+POLICIES = ("off", "full")  # what a module gated off by the accuracy threshold does: s ≡ 0 or s ≡ 1
+
+
+def check_choice(kind: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``, else a UsageError listing them."""
+    if value not in allowed:
+        raise UsageError(f"unknown {kind} {value!r}: use one of {', '.join(allowed)}")
+    return value
+
+
+def make_probe(n_components: int | None, seed: int) -> Pipeline:
+    """PCA to ``n_components`` whitened components (or, with None, standardisation), then logistic regression."""
+    reduce = PCA(n_components, whiten=True, random_state=seed) if n_components else StandardScaler()
+    return make_pipeline(reduce, LogisticRegression(max_iter=1000))
+
+
+def fold(probe: Pipeline, dim: int) -> tuple[Tensor, Tensor]:
+    """u (dim,) and c with uᵀx + c equal to the fitted probe's decision function, which is affine in x."""
+    scores = probe.decision_function(np.vstack([np.zeros(dim), np.eye(dim)]))
+    return torch.from_numpy(scores[1:] - scores[0]).float(), torch.tensor(scores[0]).float()
+
+
+def labelled(lm: LoadedModel, modules: Sequence[str], sets: FitSets, batch_size: int) -> tuple[dict, np.ndarray]:
+    """Mean-pooled activations (float64 numpy) of source then control sentences, and labels 1 / 0."""
+    if not sets.source or not sets.control:
+        raise UsageError("a scaler is fitted on source and control sentences: give both (control = neutral text)")
+    acts = pooled_activations(lm, [*sets.source, *sets.control], modules, batch_size=batch_size, progress=False)
+    labels = np.r_[np.ones(len(sets.source)), np.zeros(len(sets.control))]
+    return {name: value.double().numpy() for name, value in acts.items()}, labels
+
+
+class LinearScaler(ScalerBase):
+    """s_ℓ = g(u_ℓᵀx + c_ℓ) per token, g a sigmoid or ReLU, x the token's un-steered value or the running mean.
+
+    ``modes`` per module: ``on`` (the formula), ``off`` (s ≡ 0) or ``full`` (s ≡ 1).
+    """
+
+    kind = "linear"
+
+    def __init__(self, module_names: Sequence[str], u: Tensor, c: Tensor, modes: Sequence[str] | None = None,
+                 gate: str = "sigmoid", context: str = "token", options: dict[str, Any] | None = None,
+                 model_name: str | None = None):
+        super().__init__(options, model_name)
+        self.module_names = list(module_names)
+        self.modes = list(modes) if modes is not None else ["on"] * len(self.module_names)
+        for mode in self.modes:
+            check_choice("scaler mode", mode, ("on", *POLICIES))
+        if u.dim() != 2 or not len(self.module_names) == len(u) == len(c) == len(self.modes):
+            raise UsageError(f"a LinearScaler needs one u row, c and mode per module; got {len(self.module_names)} "
+                             f"modules, u {tuple(u.shape)}, c {tuple(c.shape)}, {len(self.modes)} modes")
+        self.gate, self.context = check_choice("gate", gate, tuple(GATES)), check_choice("context", context, CONTEXTS)
+        self._gate = GATES[gate]
+        self._index = {name: i for i, name in enumerate(self.module_names)}
+        self.u = nn.Parameter(u.float(), requires_grad=False)
+        self.c = nn.Parameter(c.float(), requires_grad=False)
+        self._prefix: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.u.shape[1]
+
+    def config(self) -> dict[str, Any]:
+        return {"module_names": self.module_names, "modes": self.modes, "gate": self.gate, "context": self.context}
+
+    def scales(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        i = self._index.get(module)
+        if i is None:
+            raise UsageError(f"the scaler was fitted for {len(self.module_names)} modules, not {module!r}: "
+                             f"fit it on the modules the method steers")
+        mode = self.modes[i]
+        if mode != "on":
+            return h.new_full((*h.shape[:-1], 1), float(mode == "full"))
+        z = h @ self.u[i]
+        if self.context == "running-mean":
+            z = self._running_mean(module, z, context)
+        return self._gate(z + self.c[i]).unsqueeze(-1)
+
+    def _running_mean(self, module: str, z: Tensor, context: TokenContext) -> Tensor:
+        """(batch, tokens): mean of z over the real tokens of each sequence up to each position."""
+        weights = torch.ones_like(z) if context.mask is None else context.mask.to(z.dtype)
+        sums, counts = torch.cumsum(z * weights, dim=1), torch.cumsum(weights, dim=1)
+        if not context.new_sequence and module in self._prefix:
+            before_sum, before_count = self._prefix[module]
+            sums, counts = sums + before_sum, counts + before_count
+        self._prefix[module] = (sums[:, -1:].detach(), counts[:, -1:])
+        return sums / counts.clamp_min(1.0)
+
+
+def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_components: int = 5,
+             threshold: float = 0.75, policy: str = "off", context: str = "token", cv: int = 5, seed: int = 0,
+             batch_size: int = 16) -> LinearScaler:
+    """The DSAS scaler: per module a folded PCA + logistic probe of source (toxic) vs control (neutral).
+
+    Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
+    """
+    check_choice("weak-layer policy", policy, POLICIES)
+    check_choice("context", context, CONTEXTS)
+    acts, labels = labelled(lm, modules, sets, batch_size)
+    folds = int(min(cv, len(sets.source), len(sets.control)))
+    if folds < 2:
+        raise UsageError("cross-validation needs at least 2 folds and 2 sentences per set: raise cv or add sentences")
+    largest = min(lm.hidden_size, len(labels) - len(labels) // folds - 1)
+    if not 1 <= n_components <= largest:
+        raise UsageError(f"n_components must be between 1 and {largest} for {len(labels)} sentences in {folds} "
+                         f"folds: lower it or add sentences")
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    accuracy, us, cs, modes = {}, [], [], []
+    for name in modules:
+        accuracy[name] = float(cross_val_score(make_probe(n_components, seed), acts[name], labels, cv=splitter).mean())
+        u, c = fold(make_probe(n_components, seed).fit(acts[name], labels), lm.hidden_size)
+        us.append(u)
+        cs.append(c)
+        modes.append("on" if accuracy[name] >= threshold else policy)
+    options = {"mode": "on", "n_components": n_components, "threshold": threshold, "policy": policy,
+               "context": context, "gate": "sigmoid", "cv": folds, "seed": seed}
+    scaler = LinearScaler(modules, torch.stack(us), torch.stack(cs), modes, "sigmoid", context, options, lm.name)
+    gated = [name for name, mode in zip(modules, modes, strict=True) if mode != "on"]
+    scaler.diagnostics = {"accuracy": accuracy, "gated": gated}
+    return scaler.to(lm.device)
