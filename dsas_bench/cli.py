@@ -162,6 +162,104 @@ def list_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"perplexity budget {text!r} is not a positive number: use e.g. 1.0")
+    return value
+
+
+REPORT_FILTERS = {"model": "--model", "scorer": "--scorer", "prompt_set": "--prompt-set"}
+
+
+def _report_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of the RESULTS paths, narrowed to the given --model, --scorer and --prompt-set."""
+    from dsas_bench.analysis import select_rows
+    from dsas_bench.results import load_rows
+
+    rows = load_rows(args.results)
+    given = {key: getattr(args, key) for key in REPORT_FILTERS if getattr(args, key) is not None}
+    selected = select_rows(rows, **given)
+    if rows and not selected:
+        held = "; ".join(f"{flag}: {', '.join(sorted({str(row.get(key)) for row in rows}))}"
+                         for key, flag in REPORT_FILTERS.items())
+        asked = " ".join(f"{REPORT_FILTERS[key]} {value}" for key, value in given.items())
+        raise UsageError(f"no rows match {asked}; the results hold {held}: pass one of those values")
+    return selected
+
+
+def _report_dir(args: argparse.Namespace) -> Path:
+    """--output, or the first results directory (the folder of a JSONL file)."""
+    if args.output:
+        return Path(args.output)
+    first = Path(args.results[0])
+    return first if first.is_dir() else first.parent
+
+
+def make_leaderboard(args: argparse.Namespace) -> int:
+    """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
+    from dsas_bench.analysis import write_leaderboard
+
+    paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl)
+    print(paths["md"].read_text(encoding="utf-8"))
+    print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
+    return 0
+
+
+PLOT_METRICS = {"perplexity": ("perplexity",), "accuracy": ("accuracy",), "both": ("perplexity", "accuracy")}
+
+
+def make_plots(args: argparse.Namespace) -> int:
+    """plot: Pareto fronts per utility metric as PNG and SVG; print the paths."""
+    from dsas_bench.plots import plot_pareto
+
+    rows, out = _report_rows(args), _report_dir(args)
+    if args.metric != "perplexity" and any(row.get("metrics", {}).get("accuracy") is None for row in rows):
+        raise UsageError("some results rows have no accuracy (their run had no lm-eval tasks): use --metric "
+                         "perplexity, or rerun with --lm-eval-tasks demo_mc")
+    for metric in PLOT_METRICS[args.metric]:
+        stem = out / ("pareto" if metric == "perplexity" else f"pareto-{metric}")
+        print(f"Pareto plot ({metric}): " + ", ".join(map(str, plot_pareto(rows, stem, metric=metric))))
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    """explain: the DSAS scale of each token at each steered module, as a heatmap and coloured text."""
+    import os
+
+    from dsas_bench.explain import choose_intervention, heatmap, render_terminal, token_scales
+    from dsas_bench.models import load_model
+    from dsas_bench.results import load_rows
+    from dsas_bench.sweep import intervention_dir, load_intervention
+
+    row = choose_intervention(load_rows([args.run]), args.run, args.method, args.dsas, args.seed)
+    method, mode, seed, config = row["method"], row["dsas"], row["seed"], row["config"]
+    lm = load_model(config["model"], device=args.device or config["device"], dtype=config["dtype"])
+    steering, scaler = load_intervention(intervention_dir(args.run, method, mode, seed), lm)
+    tokens, modules, scales = token_scales(lm, steering, scaler, args.text, args.strength)
+    title = f"{args.run} · {method} · DSAS {mode} · seed {seed} · λ = {args.strength:g}"
+    out = heatmap(tokens, modules, scales, args.output or Path(args.run) / f"explain-{method}-{mode}-seed{seed}.png",
+                  title)
+    color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    print(title)
+    print(render_terminal(tokens, modules, scales, color=color, gated=scaler.diagnostics.get("gated", [])))
+    print(f"heatmap: {out}")
+    return 0
+
+
+def _add_report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", metavar="RESULTS",
+                        help="results directories (holding results.jsonl) or results JSONL files")
+    parser.add_argument("--model", help="keep the rows of this model (required when the results mix models)")
+    parser.add_argument("--scorer", help="keep the rows of this toxicity scorer (required when they mix scorers)")
+    parser.add_argument("--prompt-set", dest="prompt_set",
+                        help="keep the rows of this prompt set, e.g. demo:1a2b3c4d (required when they mix sets)")
+    parser.add_argument("--output", "-o", help="directory for the files (default: the first results directory)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsas-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,6 +286,42 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--dsas-modes", type=_list(str), help="comma-separated DSAS modes, e.g. off,on")
     _add_common(sweep_parser)
     sweep_parser.set_defaults(handler=run)
+
+    board_parser = commands.add_parser(
+        "leaderboard", help="ranked table of methods with and without DSAS",
+        description="Rank each (method, DSAS mode) of the results by its lowest toxicity within a perplexity "
+                    "budget, with DSAS-vs-plain deltas; write leaderboard.md, .csv and .png and print the table.")
+    _add_report_args(board_parser)
+    board_parser.add_argument("--max-delta-ppl", dest="max_delta_ppl", type=_budget, default=1.0,
+                              help="perplexity budget above the unsteered model (default: 1.0, as in AcT)")
+    board_parser.set_defaults(handler=make_leaderboard)
+
+    plot_parser = commands.add_parser(
+        "plot", help="Pareto fronts (PNG and SVG)",
+        description="Plot toxicity against perplexity and/or accuracy, one panel per method, every DSAS mode in "
+                    "each panel: pareto.png/.svg (perplexity) and pareto-accuracy.png/.svg.")
+    _add_report_args(plot_parser)
+    plot_parser.add_argument("--metric", choices=list(PLOT_METRICS), default="perplexity",
+                             help="utility axis: perplexity (default), accuracy (needs lm-eval results) or both")
+    plot_parser.set_defaults(handler=make_plots)
+
+    explain_parser = commands.add_parser(
+        "explain", help="which tokens DSAS steers, per layer",
+        description="Run a text through the model with a run's fitted steering and DSAS scaler and show the scale "
+                    "s in [0, 1] of every token at every steered module: a heatmap image and the text coloured "
+                    "by each token's mean scale (annotated as token[0.83] when not on a terminal).")
+    add = explain_parser.add_argument
+    add("text", help="the text to explain, e.g. \"You are such a\"")
+    add("--run", default="results/demo", help="results directory of a run with a DSAS mode (default: results/demo)")
+    add("--method", help="method of the run to explain (needed when the run has several)")
+    add("--dsas", metavar="MODE", help="DSAS mode to explain: on, e2e or cast (default: the run's only DSAS mode)")
+    add("--seed", type=_seed, help="fit seed (needed when the run has several)")
+    add("--strength", type=_strength, default=1.0, help="strength λ of the steering (default: 1)")
+    add("--device", help="auto, cpu, cuda, cuda:N or mps (default: the run's device)")
+    add("--output", "-o", help="heatmap PNG path (default: <run>/explain-<method>-<dsas>-seed<N>.png)")
+    add("--no-color", dest="no_color", action="store_true",
+        help="plain token[0.83] annotations instead of ANSI colours (also when not on a terminal)")
+    explain_parser.set_defaults(handler=explain)
 
     methods = commands.add_parser("methods", help="list the registered steering methods (plugins included)")
     methods.set_defaults(handler=list_methods)
