@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import dsas_bench
-from dsas_bench.activations import pooled_activations
 from dsas_bench.modules import select_modules
 from dsas_bench.scaler import LinearScaler, fit_scaler, load_scaler
 from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import HookManager, steer
+from dsas_bench.steering.early import pooled_until
+from dsas_bench.steering.hooks import steer
 from dsas_bench.steering.registry import get_method
 
 DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
@@ -32,12 +32,8 @@ def train(lm, modules, **options) -> tuple[SteeringMethod, LinearScaler]:
 
 def control_change(lm, method: SteeringMethod, scaler: LinearScaler, modules: list[str]) -> float:
     """Mean over modules and held-out neutral sentences of ‖pooled steered − pooled unsteered‖²."""
-    manager = HookManager(lm.model).steer(method.maps(), 1.0, scaler)
-    capture = manager.capture(modules)
-    with manager, torch.no_grad():
-        lm.model(**lm.tokenizer(HELD_OUT, return_tensors="pt", padding=True))
-    plain = pooled_activations(lm, HELD_OUT, modules, progress=False)
-    steered = capture.stacked()
+    steered = pooled_until(lm, HELD_OUT, modules, maps=method.maps(), scaler=scaler)
+    plain = pooled_until(lm, HELD_OUT, modules)
     return float(torch.stack([(steered[m] - plain[m]).pow(2).sum(1).mean() for m in modules]).mean())
 
 

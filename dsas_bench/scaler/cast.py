@@ -21,8 +21,9 @@ from torch import Tensor
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.base import ScalerBase
-from dsas_bench.scaler.dsas import fold, labelled, make_probe
+from dsas_bench.scaler.dsas import fit_texts, fold, make_probe
 from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.early import pooled_until
 from dsas_bench.steering.hooks import TokenContext, pool
 
 
@@ -77,9 +78,10 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     """
     chosen = set(modules)
     first = next(name for name, _ in lm.model.named_modules() if name in chosen)
-    acts, labels = labelled(lm, [first], sets, batch_size)
+    texts, labels = fit_texts(sets)
+    acts = pooled_until(lm, texts, [first], batch_size=batch_size)[first].double().numpy()
     try:
-        x_fit, x_val, y_fit, y_val = train_test_split(acts[first], labels, test_size=val_fraction,
+        x_fit, x_val, y_fit, y_val = train_test_split(acts, labels, test_size=val_fraction,
                                                       random_state=seed, stratify=labels)
     except ValueError as exc:
         raise UsageError(f"cannot hold out {val_fraction} of the sentences for the CAST threshold ({exc}): "

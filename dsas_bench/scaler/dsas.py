@@ -57,13 +57,11 @@ def fold(probe: Pipeline, dim: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(scores[1:] - scores[0]).float(), torch.tensor(scores[0]).float()
 
 
-def labelled(lm: LoadedModel, modules: Sequence[str], sets: FitSets, batch_size: int) -> tuple[dict, np.ndarray]:
-    """Mean-pooled activations (float64 numpy) of source then control sentences, and labels 1 / 0."""
+def fit_texts(sets: FitSets) -> tuple[list[str], np.ndarray]:
+    """Source then control sentences, and their labels 1 / 0."""
     if not sets.source or not sets.control:
         raise UsageError("a scaler is fitted on source and control sentences: give both (control = neutral text)")
-    acts = pooled_activations(lm, [*sets.source, *sets.control], modules, batch_size=batch_size, progress=False)
-    labels = np.r_[np.ones(len(sets.source)), np.zeros(len(sets.control))]
-    return {name: value.double().numpy() for name, value in acts.items()}, labels
+    return [*sets.source, *sets.control], np.r_[np.ones(len(sets.source)), np.zeros(len(sets.control))]
 
 
 class LinearScaler(ScalerBase):
@@ -132,7 +130,9 @@ def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_compon
     """
     check_choice("weak-layer policy", policy, POLICIES)
     check_choice("context", context, CONTEXTS)
-    acts, labels = labelled(lm, modules, sets, batch_size)
+    texts, labels = fit_texts(sets)
+    acts = {name: value.double().numpy() for name, value in
+            pooled_activations(lm, texts, modules, batch_size=batch_size, progress=False).items()}
     folds = int(min(cv, len(sets.source), len(sets.control)))
     if folds < 2:
         raise UsageError("cross-validation needs at least 2 folds and 2 sentences per set: raise cv or add sentences")

@@ -17,8 +17,9 @@ from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.dsas import CONTEXTS, GATES, LinearScaler, check_choice
 from dsas_bench.steering.base import FitSets, SteeringMethod
+from dsas_bench.steering.early import partial_forward
 from dsas_bench.steering.hooks import HookManager, SteeringMap, TokenContext
-from dsas_bench.steering.methods.lineas import LinEAS, partial_forward
+from dsas_bench.steering.methods.lineas import LinEAS
 
 
 class StepSize:

@@ -3,6 +3,6 @@
 from dsas_bench.steering.methods import (  # noqa: F401
     actadd,
     iti,
-    lineas,
     linear_act,  # noqa: F401
+    lineas,
 )

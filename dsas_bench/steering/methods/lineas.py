@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import trange
 
-from dsas_bench.activations import MAX_LENGTH, batches
+from dsas_bench.activations import MAX_LENGTH
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import HookManager, Scaler, SteeringMap, StopForward
+from dsas_bench.steering.early import partial_forward, pooled_until
+from dsas_bench.steering.hooks import HookManager, Scaler, SteeringMap
 from dsas_bench.steering.registry import register_method
 
 ExtraLoss = Callable[[dict[str, SteeringMap]], Tensor]
@@ -68,14 +69,6 @@ def frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def partial_forward(lm: LoadedModel, manager: HookManager, modules: Sequence[str], texts: Sequence[str],
-                    max_length: int) -> None:
-    """Run ``texts`` through the model with ``manager``'s hooks, stopping after the last of ``modules``."""
-    batch = next(batches(lm, texts, len(texts), max_length, progress=False))
-    with manager.stop_after(modules), contextlib.suppress(StopForward):
-        lm.model(**batch, use_cache=False)
-
-
 @register_method("lineas")
 class LinEAS(SteeringMethod):
     """Affine maps on every hooked module, trained jointly with a distributional (sorted W2) loss."""
@@ -112,8 +105,7 @@ class LinEAS(SteeringMethod):
         options = self.options
         self._bind(lm)
         max_length = int(options["max_length"])
-        target = {name: acts.clone() for name, acts in self.activations(
-            lm, data.target, modules, batch_size=batch_size, max_length=max_length, progress=False).items()}
+        target = pooled_until(lm, data.target, modules, batch_size=batch_size, max_length=max_length)
         params = {name: (torch.ones(lm.hidden_size, device=lm.device, requires_grad=True),
                          torch.zeros(lm.hidden_size, device=lm.device, requires_grad=True)) for name in modules}
         maps: dict[str, SteeringMap] = {name: AffineMap(*pair) for name, pair in params.items()}
