@@ -4,10 +4,12 @@ import collections
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import expit as sigmoid
 from sklearn.metrics import roc_auc_score
 from transformers import (
     BertConfig,
@@ -249,6 +251,44 @@ def test_jigsaw_bilstm_on_real_jigsaw_comments(bilstm, jigsaw):
     assert min(insult, rude) > 0.5 > max(neutral, polite)
     description = bilstm.describe()
     assert description["scorer"] == "jigsaw-bilstm" and "weaker than Detoxify" in description["note"]
+
+
+def _keras_reference(h5_path: Path, ids: np.ndarray) -> np.ndarray:
+    """The Keras model step by step in NumPy from Keras's equations (kernels (in, 4u), gates i, f, c, o)."""
+    weights: dict[str, np.ndarray] = {}
+
+    def keep(name: str, node: object) -> None:
+        if isinstance(node, h5py.Dataset):
+            weights[name] = node[()].astype(np.float64)
+
+    with h5py.File(h5_path, "r") as h5:
+        h5.visititems(keep)
+    x = weights["layers/embedding/vars/0"][ids]
+    pooled = []
+    for side, steps in (("forward", range(ids.shape[1])), ("backward", reversed(range(ids.shape[1])))):
+        cell = f"layers/bidirectional/{side}_layer/cell/vars/"
+        kernel, recurrent, bias = (weights[cell + str(k)] for k in range(3))
+        h = c = np.zeros((len(ids), recurrent.shape[0]))
+        best = np.full_like(h, -np.inf)
+        for t in steps:
+            i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+            best = np.maximum(best, h)
+        pooled.append(best)
+    hidden = np.maximum(np.concatenate(pooled, axis=1) @ weights["layers/dense/vars/0"]
+                        + weights["layers/dense/vars/1"], 0.0)
+    return sigmoid(hidden @ weights["layers/dense_1/vars/0"] + weights["layers/dense_1/vars/1"])
+
+
+@pytest.mark.slow
+def test_jigsaw_bilstm_port_matches_keras_equations(bilstm):
+    texts = ["You are a stupid idiot and I hate you.", "Thanks for the edit!", "", "word " * 150]
+    ids = bilstm.tokenizer.encode(texts).numpy()
+    expected = _keras_reference(Path(bilstm.weights), ids)
+    with torch.inference_mode():
+        np.testing.assert_allclose(bilstm.model(torch.from_numpy(ids)).double().numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(bilstm.score(texts), expected[:, 0], atol=1e-5)
 
 
 @pytest.mark.slow
