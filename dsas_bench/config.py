@@ -20,7 +20,6 @@ import yaml
 from dsas_bench.errors import UsageError
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
-DSAS_MODES = ("off", "on", "e2e", "cast")
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
 EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
 # Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.
@@ -76,12 +75,17 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check what can be checked without loading anything; raise UsageError naming the fix."""
+        from dsas_bench.scaler import scaler_options
         from dsas_bench.steering.registry import get_method
 
         self.methods = [get_method(name).name for name in self.methods]
+        for name in self.methods:
+            get_method(name)(**self.method_options.get(name, {}))  # unknown options fail here
         for mode in self.dsas:
-            if mode not in DSAS_MODES:
-                raise UsageError(f"unknown DSAS mode {mode!r}: use one of {', '.join(DSAS_MODES)}")
+            unknown = sorted(set(self.dsas_options) - set(scaler_options(mode))) if mode != "off" else []
+            if unknown:
+                raise UsageError(f"DSAS mode {mode!r} has no option {', '.join(unknown)}; its options are: "
+                                 f"{', '.join(scaler_options(mode))}")
         if "e2e" in self.dsas and any(name != "lineas" for name in self.methods):
             raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
         if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):

@@ -199,6 +199,7 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.jobs))
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config.scorer)
     times: dict[str, float] = {"fit": 0.0}
+    progress = config.progress and config.jobs == 1  # inner bars only when cells run one at a time
     maps, scaler = {}, None
     if cell.method != BASELINE:
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
@@ -208,10 +209,10 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     with steer(lm.model, maps, cell.strength, scaler):
         with _timed(times, "generate"):
             continuations = generate_continuations(lm, [p.text for p in inputs.prompts], sampling, seed=cell.seed,
-                                                   batch_size=config.batch_size, progress=False)
+                                                   batch_size=config.batch_size, progress=progress)
         with _timed(times, "perplexity"):
             ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size,
-                             progress=False)
+                             progress=progress)
         with _timed(times, "lm_eval"):
             lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
                                     limit=config.lm_eval_limit, batch_size=config.batch_size) \
