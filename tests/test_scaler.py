@@ -224,3 +224,16 @@ def test_cast_gate_decides_once_per_sequence_from_the_prompt(tiny_lm, modules, s
     assert torch.equal(gate.token_scales()[modules[1]][:, 0], expected.flip(0))
     with pytest.raises(UsageError, match="decides at"):  # its module not steered: no decision to apply
         logits(tiny_lm, {modules[1]: shift_maps[modules[1]]}, CastGate(modules[0], gate.u, gate.c, gate.cut))
+
+
+def test_cast_gate_deciding_later_leaves_earlier_modules_off_for_the_prompt(tiny_lm, modules, sets, shift_maps):
+    gate = fit_scaler("cast", tiny_lm, None, modules, sets, threshold=0.5, decide_at=1)
+    assert gate.module == modules[1] and gate.before == modules[:1]
+    prompts = [*sets.source[:4], *sets.control[:4]]
+    with gate.recording() as records:
+        generate(tiny_lm, prompts, shift_maps, gate)
+    decision = records[modules[1]][0][:, :1]
+    assert 0 < decision.sum() < len(prompts)
+    assert not records[modules[0]][0].any()  # the prompt pass: the earlier module waits for the decision
+    for name in modules:
+        assert all(torch.equal(step, decision) for step in records[name][1:])  # every generated token

@@ -1,12 +1,17 @@
 """A CAST-style gate, the "when to steer" baseline of METHODS.md §3: one yes/no per sequence.
 
-The decision is taken at the first steered module in forward order — whose input no steering has
-touched yet — on the pass that starts the sequences (``TokenContext.new_sequence``): the prompt's
-activation there, mean-pooled over real tokens, goes through a logistic classifier (source vs
-control), folded like the DSAS probe into uᵀx + c, compared with a cut. Every module then steers
-that sequence at full strength or not at all, and the decision is kept for the KV-cached decoding
-steps until the next new sequence. Without a KV cache every pass starts the sequences again, so
-the decision is retaken on the whole prefix (prompt and the tokens generated so far).
+The decision is taken on the pass that starts the sequences (``TokenContext.new_sequence``) at
+one steered module, by default the first in forward order, whose input no steering has touched
+yet: the prompt's activation there, mean-pooled over real tokens, goes through a logistic
+classifier (source vs control), folded like the DSAS probe into uᵀx + c, compared with a cut.
+Every module then steers that sequence at full strength or not at all, and the decision is kept
+for the KV-cached decoding steps until the next new sequence. Without a KV cache every pass starts
+the sequences again, so the decision is retaken on the whole prefix (prompt and tokens so far).
+
+``decide_at=k`` decides at the k-th steered module instead, where the prompt is better
+understood; the k modules before it do not steer the prompt's tokens (the decision does not exist
+yet when they run, and their silence keeps the deciding module's input un-steered), and steer
+every generated token like the others.
 """
 
 from __future__ import annotations
@@ -43,10 +48,10 @@ class CastGate(ScalerBase):
 
     kind = "cast"
 
-    def __init__(self, module: str, u: Tensor, c: Tensor, cut: float, options: dict[str, Any] | None = None,
-                 model_name: str | None = None):
+    def __init__(self, module: str, u: Tensor, c: Tensor, cut: float, before: Sequence[str] = (),
+                 options: dict[str, Any] | None = None, model_name: str | None = None):
         super().__init__(options, model_name)
-        self.module, self.cut = module, float(cut)
+        self.module, self.cut, self.before = module, float(cut), list(before)
         self.register_buffer("u", u.float())
         self.register_buffer("c", c.float())
         self._steer: Tensor | None = None
@@ -56,9 +61,11 @@ class CastGate(ScalerBase):
         return self.u.shape[0]
 
     def config(self) -> dict[str, Any]:
-        return {"module": self.module, "cut": self.cut}
+        return {"module": self.module, "cut": self.cut, "before": self.before}
 
     def scales(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
+        if context.new_sequence and module in self.before:
+            return h.new_zeros((*h.shape[:-1], 1))
         if context.new_sequence and module == self.module:
             self._steer = (pool(h, context.mask, "mean") @ self.u + self.c > self.cut).to(h.dtype)
         if self._steer is None or self._steer.shape[0] != h.shape[0]:
@@ -68,18 +75,22 @@ class CastGate(ScalerBase):
 
 
 def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshold: float | str = "balanced",
-             val_fraction: float = 0.3, n_components: int | None = None, seed: int = 0,
+             val_fraction: float = 0.3, n_components: int | None = None, decide_at: int = 0, seed: int = 0,
              batch_size: int = 16) -> CastGate:
-    """Fit the gate's classifier on source vs control at the first of ``modules``; pick the cut.
+    """Fit the gate's classifier on source vs control at the ``decide_at``-th of ``modules``; pick the cut.
 
     ``threshold="balanced"`` chooses the cut with the best balanced accuracy on a held-out
     ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
     ``n_components=None`` standardises instead of PCA.
     """
     chosen = set(modules)
-    first = next(name for name, _ in lm.model.named_modules() if name in chosen)
+    ordered = [name for name, _ in lm.model.named_modules() if name in chosen]
+    if not 0 <= decide_at < len(ordered):
+        raise UsageError(f"decide_at must index the {len(ordered)} steered modules (0 to {len(ordered) - 1}), "
+                         f"not {decide_at}")
+    module = ordered[decide_at]
     texts, labels = fit_texts(sets)
-    acts = pooled_until(lm, texts, [first], batch_size=batch_size)[first].double().numpy()
+    acts = pooled_until(lm, texts, [module], batch_size=batch_size)[module].double().numpy()
     try:
         x_fit, x_val, y_fit, y_val = train_test_split(acts, labels, test_size=val_fraction,
                                                       random_state=seed, stratify=labels)
@@ -96,9 +107,9 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     else:
         raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
     options = {"mode": "cast", "threshold": threshold, "val_fraction": val_fraction, "n_components": n_components,
-               "seed": seed}
-    gate = CastGate(first, u, c, cut, options, lm.name)
+               "decide_at": decide_at, "seed": seed}
+    gate = CastGate(module, u, c, cut, ordered[:decide_at], options, lm.name)
     flagged = scores > cut
-    gate.diagnostics = {"module": first, "cut": cut, "validation_steered_source": float(flagged[y_val == 1].mean()),
+    gate.diagnostics = {"module": module, "cut": cut, "validation_steered_source": float(flagged[y_val == 1].mean()),
                         "validation_steered_control": float(flagged[y_val == 0].mean())}
     return gate.to(lm.device)
