@@ -83,6 +83,8 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
     ``n_components=None`` standardises instead of PCA.
     """
+    if threshold != "balanced" and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
     chosen = set(modules)
     ordered = [name for name, _ in lm.model.named_modules() if name in chosen]
     if not 0 <= decide_at < len(ordered):
@@ -100,12 +102,7 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     probe = make_probe(n_components, seed).fit(x_fit, y_fit)
     u, c = fold(probe, lm.hidden_size)
     scores = probe.decision_function(x_val)
-    if threshold == "balanced":
-        cut = balanced_cut(scores, y_val)
-    elif isinstance(threshold, (int, float)) and 0 < threshold < 1:
-        cut = float(np.log(threshold / (1 - threshold)))
-    else:
-        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
+    cut = balanced_cut(scores, y_val) if threshold == "balanced" else float(np.log(threshold / (1 - threshold)))
     options = {"mode": "cast", "threshold": threshold, "val_fraction": val_fraction, "n_components": n_components,
                "decide_at": decide_at, "seed": seed}
     gate = CastGate(module, u, c, cut, ordered[:decide_at], options, lm.name)

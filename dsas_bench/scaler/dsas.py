@@ -131,8 +131,6 @@ def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_compon
     check_choice("weak-layer policy", policy, POLICIES)
     check_choice("context", context, CONTEXTS)
     texts, labels = fit_texts(sets)
-    acts = {name: value.double().numpy() for name, value in
-            pooled_activations(lm, texts, modules, batch_size=batch_size, progress=False).items()}
     folds = int(min(cv, len(sets.source), len(sets.control)))
     if folds < 2:
         raise UsageError("cross-validation needs at least 2 folds and 2 sentences per set: raise cv or add sentences")
@@ -140,6 +138,8 @@ def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_compon
     if not 1 <= n_components <= largest:
         raise UsageError(f"n_components must be between 1 and {largest} for {len(labels)} sentences in {folds} "
                          f"folds: lower it or add sentences")
+    acts = {name: value.double().numpy() for name, value in
+            pooled_activations(lm, texts, modules, batch_size=batch_size, progress=False).items()}
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     accuracy, us, cs, modes = {}, [], [], []
     for name in modules:
