@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dsas_bench.activations import pooled_activations
+from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import HookManager, StopForward, steer
@@ -79,3 +80,10 @@ def test_stop_after_ends_the_pass_after_the_last_module(tiny_lm, modules):
     with manager, pytest.raises(StopForward), torch.no_grad():
         tiny_lm.model(**tiny_lm.tokenizer(TOXIC, return_tensors="pt", padding=True))
     assert list(capture.batches) == modules[:1]
+
+
+def test_unknown_optimizer_or_schedule_is_an_error():
+    with pytest.raises(UsageError, match="sgd or adam"):
+        get_method("lineas")(optimizer="lbfgs")
+    with pytest.raises(UsageError, match="cosine or constant"):
+        get_method("lineas")(schedule="linear")

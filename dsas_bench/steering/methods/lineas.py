@@ -86,6 +86,14 @@ class LinEAS(SteeringMethod):
         "seed": 0,
     }
 
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        for option, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant"))):
+            if self.options[option] not in allowed:
+                raise UsageError(f"unknown {option} {self.options[option]!r} for {self.name}: "
+                                 f"use {' or '.join(allowed)}")
+        self.losses: list[float] = []
+
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
         self.train(lm, modules, data, batch_size=batch_size)
         return self
@@ -140,12 +148,8 @@ class LinEAS(SteeringMethod):
         return self.losses
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        kind, lr = self.options["optimizer"], float(self.options["lr"])
-        if kind == "sgd":
-            return torch.optim.SGD(groups, lr=lr)
-        if kind == "adam":
-            return torch.optim.Adam(groups, lr=lr)
-        raise UsageError(f"unknown optimizer {kind!r} for {self.name}: use sgd or adam")
+        optimizer = torch.optim.SGD if self.options["optimizer"] == "sgd" else torch.optim.Adam
+        return optimizer(groups, lr=float(self.options["lr"]))
 
     @torch.no_grad()
     def _proximal_step(self, params: Iterable[tuple[Tensor, Tensor]], lr: float) -> None:
