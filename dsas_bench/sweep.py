@@ -200,10 +200,12 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config.scorer)
     times: dict[str, float] = {"fit": 0.0}
     progress = config.progress and config.jobs == 1  # inner bars only when cells run one at a time
-    maps, scaler = {}, None
+    maps, scaler, intervention = {}, None, None
     if cell.method != BASELINE:
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
         maps = steering.maps(lm.device)
+        intervention = {"method_options": steering.options, "modules": list(steering.state),
+                        "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                               top_p=config.top_p, repetition_penalty=config.repetition_penalty)
     with steer(lm.model, maps, cell.strength, scaler):
@@ -225,7 +227,7 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
-        "scorer": scorer_info["scorer"], "scorer_info": scorer_info,
+        "intervention": intervention, "scorer": scorer_info["scorer"], "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
         "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
                     "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},

@@ -1,5 +1,7 @@
 """The method registry: built-ins, aliases, clear errors, and a method from another installed package."""
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,7 +26,7 @@ flip = "dsas_bench_flip:FlipSign"
 """
 
 PLUGIN_MODULE = '''
-"""A toy steering method: T(h) = -h on the first selected module."""
+"""A toy steering method: T(h) = -h on the last decoder layer, which negates the logits."""
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 
@@ -35,31 +37,16 @@ class Negate(SteeringMap):
 
 
 class FlipSign(SteeringMethod):
+    default_modules = "layers"
+
     def fit(self, lm, modules, data, batch_size=16):
         self._bind(lm)
-        self.state = {modules[0]: {}}
+        self.state = {modules[-1]: {}}
         return self
 
     def make_map(self, params):
         return Negate()
 '''
-
-PLUGIN_RUN = """
-import sys, torch
-from dsas_bench.models import load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
-lm = load_model(sys.argv[1], device="cpu")
-method = get_method("flip")().fit(lm, select_modules(lm.model, "layers"), FitSets(["a"], ["b"]))
-batch = lm.tokenizer(["hello there"], return_tensors="pt")
-plain = lm.model(**batch).logits
-with steer(lm.model, method.maps(), strength=1.0):
-    flipped = lm.model(**batch).logits
-print("changed" if not torch.allclose(plain, flipped) else "unchanged")
-"""
-
 
 def test_builtin_methods_and_aliases():
     assert {"actadd", "iti", "linacts", "meanacts"} <= set(method_names())
@@ -91,10 +78,20 @@ def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(source)], check=True)
-    env = {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "methods"], env=env, capture_output=True,
                             text=True, check=True)
     assert "flip" in listed.stdout.split()
-    ran = subprocess.run([sys.executable, "-c", PLUGIN_RUN, str(tiny_model_dir)], env=env, capture_output=True,
-                         text=True, check=True)
-    assert ran.stdout.strip() == "changed"
+    output = tmp_path / "results"
+    ran = subprocess.run([sys.executable, "-m", "dsas_bench", "run", "--method", "flip", "--dsas", "--dsas-option",
+                          "policy=full", "--dsas-option", "threshold=1.01", "--model",
+                          str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "4",
+                          "--max-new-tokens", "4", "--fit-n", "8", "--strengths", "1", "--device", "cpu", "--quiet",
+                          "--no-plot", "--output", str(output)], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    rows = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
+    steered = next(row for row in rows if row["method"] == "flip")
+    assert steered["dsas"] == "on"  # DSAS wraps the plugged-in method without it knowing
+    # (every layer below the impossible threshold, policy=full: s ≡ 1, so the flip must show)
+    baseline = next(row for row in rows if row["method"] == "none")
+    assert steered["continuations"] != baseline["continuations"]
