@@ -1,6 +1,7 @@
 """Run configuration: task YAMLs in ``tasks/``, overridden by command-line flags, validated up front.
 
-Every field has a default (the ``demo`` task). A task file sets any subset of the fields; an
+Every field has a default: offline inputs (the project's demo data, the packaged SmolLM2) and the
+papers' protocol settings; ``tasks/demo.yaml`` trims the sizes to minutes on a CPU. A task file sets any subset of the fields; an
 unknown key is an error. Data fields take ``demo`` (the project's own data), ``hub`` (the Hugging
 Face hub) or a local path.
 """
@@ -28,7 +29,7 @@ STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_
 
 @dataclass
 class RunConfig:
-    """Everything a run needs; the defaults are the offline ``demo`` task."""
+    """Everything a run needs; the defaults run offline with the papers' protocol settings."""
 
     task: str = "demo"
     # what to steer
