@@ -104,6 +104,18 @@ def _background(scale: float) -> str:
     return f"\x1b[48;5;{index}m\x1b[38;5;{foreground}m"
 
 
+def compact(modules: Sequence[str]) -> tuple[str, list[str]]:
+    """The dotted parts the module names share, as a pattern with ``*``, and what each name has in its place."""
+    if len(modules) < 2:
+        return "", list(modules)
+    parts = [name.split(".") for name in modules]
+    shortest = min(map(len, parts)) - 1
+    head = next((i for i in range(shortest) if len({p[i] for p in parts}) > 1), shortest)
+    tail = next((i for i in range(shortest - head) if len({p[-1 - i] for p in parts}) > 1), shortest - head)
+    pattern = ".".join([*parts[0][:head], "*", *(parts[0][len(parts[0]) - tail:])])
+    return pattern, [".".join(p[head:len(p) - tail]) for p in parts]
+
+
 def render_terminal(tokens: Sequence[str], modules: Sequence[str], scales: np.ndarray, *, color: bool,
                     gated: Sequence[str] = ()) -> str:
     """The text with each token coloured (or annotated ``token[0.83]``) by its mean scale over modules,
@@ -115,8 +127,11 @@ def render_terminal(tokens: Sequence[str], modules: Sequence[str], scales: np.nd
     else:
         text = "".join(f"{printable(t)}[{s:.2f}]" for t, s in zip(tokens, means, strict=True))
         legend = "[s]: mean scale over modules, 0 = not steered, 1 = fully steered"
-    per_module = ", ".join(f"{name} {row.mean():.2f}" for name, row in zip(modules, scales, strict=True))
+    pattern, short = compact(modules)
+    per_module = ", ".join(f"{name}: {row.mean():.2f}" for name, row in zip(short, scales, strict=True))
     index = {name: i for i, name in enumerate(modules)}
-    off = ", ".join(f"{name} (s ≡ {scales[index[name]].mean():g})" for name in gated if name in index) or "none"
-    return "\n".join([text, legend, f"mean scale per module: {per_module}",
+    off = ", ".join(f"{short[index[name]]} (s ≡ {scales[index[name]].mean():g})" for name in gated
+                    if name in index) or "none"
+    where = f" ({pattern})" if pattern else ""
+    return "\n".join([text, legend, f"mean scale per module{where}: {per_module}",
                       f"gated off (probe accuracy below the threshold): {off}"])

@@ -9,7 +9,7 @@ import pytest
 from test_report_cli import finished_run, is_png
 
 from dsas_bench.cli import main
-from dsas_bench.explain import RESET, heatmap, printable, render_terminal, token_scales
+from dsas_bench.explain import RESET, compact, heatmap, printable, render_terminal, token_scales
 from dsas_bench.results import ResultsStore
 from dsas_bench.sweep import SCALER_FILE, intervention_dir, load_intervention
 
@@ -45,12 +45,22 @@ def test_token_scales_and_heatmap(tiny_lm, run_dir, tmp_path):
     assert is_png(heatmap(tokens, modules, scales, tmp_path / "sub" / "h.png", "title"))
 
 
+@pytest.mark.parametrize(("modules", "pattern", "short"), [
+    (["m.layers.0.norm", "m.layers.1.norm"], "m.layers.*.norm", ["0", "1"]),
+    (["m.layers.0.mlp", "m.layers.1.attn.o"], "m.layers.*", ["0.mlp", "1.attn.o"]),
+    (["a.b", "a.b.c"], "a.*", ["b", "b.c"]),
+    (["m.layers.0.norm"], "", ["m.layers.0.norm"]),
+])
+def test_compact_module_names(modules, pattern, short):
+    assert compact(modules) == (pattern, short)
+
+
 def test_render_terminal_colours_or_annotates_each_token():
     tokens, modules = ["You", " are", "\n"], ["layer.0", "layer.1"]
     scales = np.array([[0.2, 0.6, 1.0], [0.0, 0.0, 0.0]])
     plain = render_terminal(tokens, modules, scales, color=False, gated=["layer.1"])
     assert plain.startswith("You[0.10] are[0.30]↵[0.50]\n") and "\x1b" not in plain
-    assert "layer.0 0.60, layer.1 0.00" in plain and "threshold): layer.1 (s ≡ 0)" in plain
+    assert "per module (layer.*): 0: 0.60, 1: 0.00\n" in plain and "threshold): 1 (s ≡ 0)" in plain
     colored = render_terminal(tokens, modules, scales, color=True)
     assert colored.count("\x1b[48;5;") >= len(tokens) and all(printable(t) in colored for t in tokens)
     assert "threshold): none" in colored
@@ -66,7 +76,7 @@ def test_cli_explain(run_dir, tmp_path, capsys, monkeypatch, tty):
     assert is_png(out_png) and f"heatmap: {out_png}" in out and "meanacts · DSAS on" in out
     shown = (f"m{char}{RESET}" if tty else f"{char}[" for char in TEXT)  # the tiny tokenizer: one byte a token
     assert ("\x1b[48;5;" in out) == tty and all(token in out for token in shown)
-    assert "mean scale per module: model.layers.0" in out and "gated off" in out
+    assert "mean scale per module (model.layers.*.post_attention_layernorm): 0: " in out and "gated off" in out
     if tty:
         assert main(["explain", TEXT, "--run", str(run_dir), "--output", str(out_png), "--no-color"]) == 0
         out = capsys.readouterr().out
