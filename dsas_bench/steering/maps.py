@@ -29,10 +29,16 @@ class SupportedAffineMap(SteeringMap):
         super().__init__()
         for name, value in {"omega": omega, "beta": beta, "lo": lo, "hi": hi}.items():
             self.register_buffer(name, value.float())
+        self.register_buffer("slope", self.omega - 1, persistent=False)  # ω − 1, once rather than per call
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.displacement(h)
 
     def displacement(self, h: Tensor) -> Tensor:
-        inside = (h > self.lo) & (h < self.hi)
-        return torch.where(inside, torch.addcmul(self.beta, self.omega - 1, h), 0.0)
+        """(ω − 1) ⊙ h + β inside the support, 0 outside; equal to ``torch.where(lo < h < hi, …, 0)`` for finite h.
+
+        The support mask is float 0/1: CPU kernels that write or read bool masks (comparisons, ``torch.where``)
+        run element by element and cost several times more (benchmarks/hook_overhead.py).
+        """
+        inside = torch.gt(h, self.lo, out=torch.empty_like(h)).mul_(torch.lt(h, self.hi, out=torch.empty_like(h)))
+        return torch.addcmul(self.beta, self.slope, h).mul_(inside)
