@@ -2,8 +2,10 @@
 
 A ``LinearScaler`` with learned u_ℓ, c_ℓ (start u = 0, c = 0; a ReLU gate starts at c = 1, since
 ReLU has no gradient at 0) scales every token's step during LinEAS training. The loss is the
-LinEAS loss on the source sentences plus β · mean ‖h' − h‖² over the real tokens of control
-sentences at every module, which keeps neutral text unchanged.
+LinEAS loss on the source sentences plus β · mean (h' − h)² over the real tokens of control
+sentences, their dimensions and the modules, which keeps neutral text unchanged. Like the LinEAS
+loss it averages over dimensions (‖h' − h‖² / d), so β = 1 weighs the two terms alike; summing
+over dimensions instead makes the penalty ~d times larger and, at β = 1, switches steering off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dsas_bench.steering.methods.lineas import LinEAS
 
 
 class StepSize:
-    """A scaler wrapper for training: passes the scales on and keeps, per call, the mean ‖h' − h‖² over real tokens."""
+    """A scaler wrapper for training: passes the scales on and keeps, per call, the mean (h' − h)² over real tokens
+    and dimensions."""
 
     def __init__(self, scaler: LinearScaler, maps: dict[str, SteeringMap]):
         self.scaler, self.maps = scaler, maps
@@ -31,14 +34,14 @@ class StepSize:
 
     def __call__(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
         s = self.scaler(module, h, context)
-        squares = (s * self.maps[module].displacement(h)).pow(2).sum(-1)
+        squares = (s * self.maps[module].displacement(h)).pow(2).mean(-1)
         weights = torch.ones_like(squares) if context.mask is None else context.mask.to(squares.dtype)
         self.squares.append((squares * weights).sum() / weights.sum())
         return s
 
 
 class ControlPenalty:
-    """β · mean ‖h' − h‖² on a fresh sample of control sentences at each call (an extra loss for LinEAS)."""
+    """β · mean (h' − h)² on a fresh sample of control sentences at each call (an extra loss for LinEAS)."""
 
     def __init__(self, lm: LoadedModel, scaler: LinearScaler, control: Sequence[str], beta: float,
                  sample_size: int, max_length: int, seed: int):
