@@ -11,12 +11,11 @@ steps; the difference gives the time per training step and a projection to the p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from statistics import median
 
 import torch
-from _timing import demo_fit_sets, fresh_cache, interleaved, peak_rss, script_parser, start, table
+from _timing import demo_fit_sets, fresh_cache, interleaved, peak_rss, script_parser, start, table, timed
 
 from dsas_bench.data import FitSets
 from dsas_bench.models import LoadedModel, load_model
@@ -32,7 +31,7 @@ def method_fit(lm: LoadedModel, sets: FitSets, name: str, **options: object) -> 
     """A call fitting method ``name`` on its default modules, and the modules' preset."""
     method = get_method(name)(**options)
     modules = select_modules(lm.model, method.default_modules)
-    return lambda: get_method(name)(**options).fit(lm, modules, sets), f"{method.default_modules} ({len(modules)})"
+    return lambda: type(method)(**options).fit(lm, modules, sets), f"{method.default_modules} ({len(modules)})"
 
 
 def fits(lm: LoadedModel, sets: FitSets, lineas_steps: int) -> dict[str, tuple[Callable[[], object], str]]:
@@ -41,7 +40,7 @@ def fits(lm: LoadedModel, sets: FitSets, lineas_steps: int) -> dict[str, tuple[C
     return {
         "linacts incremental": method_fit(lm, sets, "linacts"),
         "linacts at-once": method_fit(lm, sets, "linacts", estimation="at-once"),
-        "meanacts": method_fit(lm, sets, "meanacts"),
+        "meanacts (incremental)": method_fit(lm, sets, "meanacts"),
         "iti (heads)": method_fit(lm, sets, "iti"),
         "iti (c)": method_fit(lm, sets, "iti", variant="c"),
         "actadd": method_fit(lm, sets, "actadd"),
@@ -55,9 +54,7 @@ def measured(call: Callable[[], object]) -> Callable[[], Measurement]:
     """``call`` in a fresh cache, made to return its wall and CPU seconds and peak RSS growth."""
     def run() -> Measurement:
         with fresh_cache(), peak_rss() as peak:
-            wall, cpu = time.perf_counter(), time.process_time()
-            call()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            wall, cpu = timed(call)()
         return wall, cpu, peak["mib"]
     return run
 
