@@ -154,10 +154,13 @@ def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[Steeri
         sets = _inputs(config).fit_sets(config, seed)
         if config.intervention:
             steering = SteeringMethod.load(config.intervention, lm)
+            modules = list(steering.state)
         else:
-            steering = get_method(method)(**config.method_options.get(method, {})).fit(
-                lm, _modules(config, method, lm), sets, batch_size=config.batch_size)
-        scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options)
+            steering = get_method(method)(**config.method_options.get(method, {}))
+            modules = _modules(config, method, lm)
+            if dsas != "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
+                steering.fit(lm, modules, sets, batch_size=config.batch_size)
+        scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
         save_intervention(cached, steering, scaler)
     fit_time = time.perf_counter() - start
     save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)

@@ -12,7 +12,8 @@ import pytest
 
 from dsas_bench.config import load_config
 from dsas_bench.results import ResultsStore
-from dsas_bench.sweep import plan, run_sweep
+from dsas_bench.steering.methods.lineas import LinEAS
+from dsas_bench.sweep import fitted, plan, run_sweep
 
 VOLATILE = ("created", "wall_time_s")
 
@@ -88,6 +89,19 @@ def test_plan_puts_a_baseline_per_seed_first(tiny_model_dir):
     cells = plan(config)
     assert [(c.method, c.seed) for c in cells[:2]] == [("none", 0), ("none", 1)]
     assert len(cells) == 2 + 2 * 2 * 2 * 2
+
+
+def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp_path, monkeypatch):
+    def separate_fit(*args, **kwargs):
+        raise AssertionError("E2E-DSAS must not fit LinEAS on its own first")
+
+    monkeypatch.setattr(LinEAS, "fit", separate_fit)
+    config = load_config("demo", {"model": str(tiny_model_dir), "methods": ["lineas"], "dsas": ["e2e"],
+                                  "method_options": {"lineas": {"steps": 3, "sample_size": 4}}, "fit_n": 8,
+                                  "device": "cpu", "output": str(tmp_path), "progress": False})
+    steering, scaler, _ = fitted(config, "lineas", "e2e", seed=0)
+    assert len(steering.losses) == 3 and scaler.options["mode"] == "e2e"
+    assert set(steering.state) == set(scaler.module_names) and len(scaler.module_names) > 0
 
 
 @pytest.mark.slow
