@@ -2,7 +2,8 @@
 
 The cache key covers everything that changes the numbers: the model (name, config and a
 weight fingerprint), the modules, the texts, the pooling, the site (module input or output),
-the truncation length and any steering active while collecting.
+the truncation length and any steering active while collecting. Passes stop right after the
+last module they need: neither later layers nor the LM head run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dsas_bench.models import LoadedModel, cache_dir
-from dsas_bench.steering.hooks import HookManager, Pooling, Site, SteeringMap, StopForward
+from dsas_bench.steering.hooks import HookManager, Pooling, Scaler, Site, SteeringMap, StopForward
 
 MAX_LENGTH = 128
 
@@ -50,28 +51,36 @@ def real_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp_min(0)
 
 
+def partial_forward(lm: LoadedModel, manager: HookManager, modules: Sequence[str], texts: Sequence[str],
+                    max_length: int = MAX_LENGTH, batch_size: int | None = None, progress: bool = False) -> None:
+    """Run ``texts`` (in batches, all at once by default) with ``manager``'s hooks, each pass stopped
+    after the last of ``modules``; left pads do not shift the positions of real tokens."""
+    manager.stop_after(modules)
+    with manager:
+        for batch in batches(lm, texts, batch_size or len(texts), max_length, desc="activations", progress=progress):
+            with contextlib.suppress(StopForward):
+                lm.model(**batch, position_ids=real_positions(batch["attention_mask"]), use_cache=False)
+
+
 def pooled_activations(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], *,
                        pooling: Pooling = "mean", site: Site = "output",
-                       steering: Mapping[str, SteeringMap] | None = None, batch_size: int = 16,
-                       max_length: int = MAX_LENGTH, progress: bool = True,
+                       steering: Mapping[str, SteeringMap] | None = None, scaler: Scaler | None = None,
+                       batch_size: int = 16, max_length: int = MAX_LENGTH, progress: bool = True,
                        use_cache: bool = True) -> dict[str, Tensor]:
     """(len(texts), d) float32 activations per module, pooled over each text's real tokens.
 
-    ``steering`` maps are active at λ = 1 while collecting (incremental estimation).
+    ``steering`` maps are active at λ = 1 while collecting (incremental estimation), scaled by
+    ``scaler`` if given; activations collected with a scaler are not cached.
     """
+    use_cache = use_cache and scaler is None
     key = _cache_key(lm, texts, modules, pooling, site, steering, max_length)
     path = cache_dir() / "activations" / f"{key}.pt"
     if use_cache and path.exists():
         return torch.load(path)
-    manager = HookManager(lm.model)
-    if steering:
-        manager.steer(steering, strength=1.0)
+    manager = HookManager(lm.model).steer(steering or {}, 1.0, scaler)
     capture = manager.capture(modules, pooling=pooling, site=site)
-    manager.stop_after(modules)  # layers past the last captured module are not needed
-    with manager, torch.inference_mode():
-        for batch in batches(lm, texts, batch_size, max_length, desc="activations", progress=progress):
-            with contextlib.suppress(StopForward):
-                lm.model(**batch, position_ids=real_positions(batch["attention_mask"]))
+    with torch.no_grad():
+        partial_forward(lm, manager, modules, texts, max_length, batch_size, progress)
     result = capture.stacked()
     if use_cache:
         atomic_save(result, path)

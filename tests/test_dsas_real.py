@@ -9,11 +9,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from dsas_bench.activations import pooled_activations
 from dsas_bench.data import load_prompts
 from dsas_bench.modules import select_modules
 from dsas_bench.scaler import fit_scaler
 from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.early import pooled_until
 from dsas_bench.steering.maps import ShiftMap
 from dsas_bench.steering.methods.lineas import sorted_w2
 from dsas_bench.steering.registry import get_method
@@ -42,7 +42,7 @@ def mean_scales(lm, scaler, modules: list[str], texts: list[str]) -> np.ndarray:
     for start in range(0, len(texts), 20):
         chunk = texts[start:start + 20]
         with scaler.recording():
-            pooled_until(lm, chunk, modules, maps=zero, scaler=scaler, batch_size=len(chunk))
+            pooled_activations(lm, chunk, modules, steering=zero, scaler=scaler, batch_size=len(chunk), progress=False)
         recorded = scaler.token_scales()
         scales = torch.stack([recorded[name] for name in active]).mean(0)
         mask = lm.tokenizer(chunk, return_tensors="pt", padding=True)["attention_mask"].float()
@@ -79,7 +79,8 @@ def test_cast_gate_steers_toxic_prompts_and_spares_neutral_ones(smollm2, prompts
         gate = fit_scaler("cast", smollm2, None, modules, sets, decide_at=decide_at)
         zero = {gate.module: ShiftMap(torch.zeros(smollm2.hidden_size))}
         with gate.recording() as records:
-            pooled_until(smollm2, held_toxic + held_neutral, [gate.module], maps=zero, scaler=gate, batch_size=25)
+            pooled_activations(smollm2, held_toxic + held_neutral, [gate.module], steering=zero, scaler=gate,
+                               batch_size=25, progress=False)
         steered = torch.cat([part[:, 0] for part in records[gate.module]])
         rates[decide_at] = (float(steered[:100].mean()), float(steered[100:].mean()))
         print(f"\nCAST gate at {gate.module}: steers {rates[decide_at][0]:.0%} of held-out toxic prompts, "
@@ -95,9 +96,9 @@ def test_lineas_halves_the_held_out_distance(smollm2, prompts, modules):
     method = get_method("lineas")(steps=40, optimizer="adam", lr=0.01, sample_size=16)
     method.fit(smollm2, hooked, FitSets(toxic[160:320], neutral[160:320]))
     assert np.mean(method.losses[-5:]) < np.mean(method.losses[:5])
-    target = pooled_until(smollm2, neutral[:160], hooked, batch_size=40)
-    before = pooled_until(smollm2, toxic[:160], hooked, batch_size=40)
-    after = pooled_until(smollm2, toxic[:160], hooked, maps=method.maps(), batch_size=40)
+    target = pooled_activations(smollm2, neutral[:160], hooked, batch_size=40, progress=False)
+    before = pooled_activations(smollm2, toxic[:160], hooked, batch_size=40, progress=False)
+    after = pooled_activations(smollm2, toxic[:160], hooked, steering=method.maps(), batch_size=40, progress=False)
     distance = {name: (float(sorted_w2(before[name], target[name])), float(sorted_w2(after[name], target[name])))
                 for name in hooked}
     print(f"\nLinEAS held-out sorted W2 (identity -> trained): {distance}")

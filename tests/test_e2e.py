@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import dsas_bench
+from dsas_bench.activations import pooled_activations
 from dsas_bench.modules import select_modules
 from dsas_bench.scaler import LinearScaler, fit_scaler, load_scaler
 from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.early import pooled_until
 from dsas_bench.steering.hooks import steer
 from dsas_bench.steering.registry import get_method
 
@@ -32,8 +32,8 @@ def train(lm, modules, **options) -> tuple[SteeringMethod, LinearScaler]:
 
 def control_change(lm, method: SteeringMethod, scaler: LinearScaler, modules: list[str]) -> float:
     """Mean over modules and held-out neutral sentences of ‖pooled steered − pooled unsteered‖²."""
-    steered = pooled_until(lm, HELD_OUT, modules, maps=method.maps(), scaler=scaler)
-    plain = pooled_until(lm, HELD_OUT, modules)
+    steered = pooled_activations(lm, HELD_OUT, modules, steering=method.maps(), scaler=scaler, progress=False)
+    plain = pooled_activations(lm, HELD_OUT, modules, progress=False)
     return float(torch.stack([(steered[m] - plain[m]).pow(2).sum(1).mean() for m in modules]).mean())
 
 

@@ -23,12 +23,12 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
+from dsas_bench.activations import pooled_activations
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.base import ScalerBase
 from dsas_bench.scaler.dsas import fit_texts, fold, make_probe
 from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.early import pooled_until
 from dsas_bench.steering.hooks import TokenContext, pool
 
 
@@ -92,7 +92,7 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
                          f"not {decide_at}")
     module = ordered[decide_at]
     texts, labels = fit_texts(sets)
-    acts = pooled_until(lm, texts, [module], batch_size=batch_size)[module].double().numpy()
+    acts = pooled_activations(lm, texts, [module], batch_size=batch_size, progress=False)[module].double().numpy()
     try:
         x_fit, x_val, y_fit, y_val = train_test_split(acts, labels, test_size=val_fraction,
                                                       random_state=seed, stratify=labels)

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from dsas_bench.activations import partial_forward
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.dsas import CONTEXTS, GATES, LinearScaler, check_choice
 from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.early import partial_forward
 from dsas_bench.steering.hooks import HookManager, SteeringMap, TokenContext
 from dsas_bench.steering.methods.lineas import LinEAS
 

@@ -19,11 +19,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import trange
 
-from dsas_bench.activations import MAX_LENGTH
+from dsas_bench.activations import MAX_LENGTH, partial_forward, pooled_activations
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.early import partial_forward, pooled_until
 from dsas_bench.steering.hooks import HookManager, Scaler, SteeringMap
 from dsas_bench.steering.registry import register_method
 
@@ -113,7 +112,8 @@ class LinEAS(SteeringMethod):
         options = self.options
         self._bind(lm)
         max_length = int(options["max_length"])
-        target = pooled_until(lm, data.target, modules, batch_size=batch_size, max_length=max_length)
+        target = pooled_activations(lm, data.target, modules, batch_size=batch_size, max_length=max_length,
+                                    progress=False)
         params = {name: (torch.ones(lm.hidden_size, device=lm.device, requires_grad=True),
                          torch.zeros(lm.hidden_size, device=lm.device, requires_grad=True)) for name in modules}
         maps: dict[str, SteeringMap] = {name: AffineMap(*pair) for name, pair in params.items()}
