@@ -28,7 +28,8 @@ def mean_log_likelihood(lm, texts):
 
 def test_linear_act_lowers_likelihood_of_toxic_relative_to_nontoxic(smollm2):
     toxic, kind = balanced_sample(load_texts(kind="toxic"), 64, 0), balanced_sample(load_texts(kind="nontoxic"), 64, 0)
-    method = get_method("linacts")().fit(smollm2, select_modules(smollm2.model, "post-attn-norm"),
+    some_norms = r"model\.layers\.\d*[0369]\.post_attention_layernorm"  # 12 of the 30 layers, to keep CI fast
+    method = get_method("linacts")().fit(smollm2, select_modules(smollm2.model, some_norms),
                                          FitSets(toxic[:32], kind[:32]))
     held_toxic, held_kind = toxic[32:], kind[32:]
     gap = {}
