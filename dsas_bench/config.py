@@ -1,9 +1,9 @@
 """Run configuration: task YAMLs in ``tasks/``, overridden by command-line flags, validated up front.
 
 Every field has a default: offline inputs (the project's demo data, the packaged SmolLM2) and the
-papers' protocol settings; ``tasks/demo.yaml`` trims the sizes to minutes on a CPU. A task file sets any subset of the fields; an
-unknown key is an error. Data fields take ``demo`` (the project's own data), ``hub`` (the Hugging
-Face hub) or a local path.
+papers' protocol settings; ``tasks/demo.yaml`` trims the sizes to minutes on a CPU. A task file
+sets any subset of the fields; an unknown key is an error. Data fields take ``demo`` (the project's
+own data), ``hub`` (the Hugging Face hub) or a local path.
 """
 
 from __future__ import annotations
