@@ -75,14 +75,16 @@ def run(lm: LoadedModel, config: Config, batch: dict, new_tokens: int, strength:
 
 
 def measure(lm: LoadedModel, configs: list[Config], prompts: list[str], args: argparse.Namespace) -> None:
-    """Interleaved rounds over the configurations, in alternating order; the first (warm-up) round is discarded."""
+    """Interleaved rounds over the configurations, in rotating order (each starts rounds equally often);
+    the first (warm-up) round is discarded."""
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True).to(lm.device)
     tokens = len(prompts) * args.new_tokens
     for config in configs:
         config.wall.clear()
         config.cpu.clear()
     for round_index in range(args.repeats + 1):
-        for config in configs if round_index % 2 else configs[::-1]:  # alternate the order: no fixed neighbours
+        shift = round_index % len(configs)
+        for config in configs[shift:] + configs[:shift]:
             wall, cpu = run(lm, config, batch, args.new_tokens, args.strength)
             if round_index:
                 config.wall.append(tokens / wall)
