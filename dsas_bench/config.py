@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ import yaml
 
 from dsas_bench.errors import UsageError
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+
+def _tasks_dir() -> Path:
+    """The repository's ``tasks/`` in a source checkout; the copy a wheel installs under ``<prefix>/share``."""
+    checkout = Path(__file__).resolve().parents[1] / "tasks"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "dsas_bench" / "tasks"
+
+
+TASKS_DIR = _tasks_dir()
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
 EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
 # Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dsas_bench.config import TASKS_DIR
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
-DEFAULT_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks" / "lm_eval"
+DEFAULT_TASKS_DIR = TASKS_DIR / "lm_eval"
 SEED = 1234  # lm-eval's default seed for numpy, torch and few-shot sampling
 
 
