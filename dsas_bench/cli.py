@@ -94,6 +94,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
     parser.add_argument("--dsas-option", dest="dsas_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a DSAS option, e.g. n_components=5 (repeatable)")
+    parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
+                        metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
+                                                  "model=<folder> for roberta-rtc (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="recompute every cell instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
@@ -111,6 +114,8 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
         overrides["method_options"] = {methods[0]: dict(args.method_option)}
     if args.dsas_option:
         overrides["dsas_options"] = dict(args.dsas_option)
+    if args.scorer_option:
+        overrides["scorer_options"] = dict(args.scorer_option)
     if args.quiet:
         overrides["progress"] = False
     return overrides

@@ -68,6 +68,7 @@ class RunConfig:
     repetition_penalty: float = 1.2
     # measurements
     scorer: str = "auto"
+    scorer_options: dict[str, Any] = field(default_factory=dict)  # e.g. variant: unbiased for detoxify
     perplexity_data: str = "demo"  # demo | hub | path to neutral texts
     n_perplexity_texts: int = 100
     perplexity_tokens: int = 50

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 import time
@@ -128,9 +129,13 @@ def _model(name: str, device: str, dtype: str) -> LoadedModel:
     return load_model(name, device=device, dtype=dtype)
 
 
+def _scorer(config: RunConfig) -> ToxicityScorer:
+    return _cached_scorer(config.scorer, json.dumps(config.scorer_options, sort_keys=True))
+
+
 @functools.lru_cache(maxsize=1)
-def _scorer(name: str) -> ToxicityScorer:
-    return get_scorer(name)
+def _cached_scorer(name: str, options: str) -> ToxicityScorer:
+    return get_scorer(name, **json.loads(options))
 
 
 def _lm(config: RunConfig) -> LoadedModel:
@@ -200,7 +205,7 @@ def _modules(config: RunConfig, method: str, lm: LoadedModel) -> list[str]:
 def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     """Fit (or reuse), steer, generate, score and measure one cell; return its result row."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.jobs))
-    lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config.scorer)
+    lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config)
     times: dict[str, float] = {"fit": 0.0}
     progress = config.progress and config.jobs == 1  # inner bars only when cells run one at a time
     maps, scaler, intervention = {}, None, None
@@ -230,7 +235,7 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
-        "intervention": intervention, "scorer": scorer_info["scorer"], "scorer_info": scorer_info,
+        "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
         "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
                     "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},
@@ -272,7 +277,7 @@ def check(config: RunConfig, store: ResultsStore) -> None:
     inputs = _inputs(config)
     for seed in config.seeds:
         inputs.fit_sets(config, seed)
-    _scorer(config.scorer)
+    _scorer(config)
     if config.lm_eval_tasks:
         load_tasks(config.lm_eval_tasks)
     lm = _lm(config)

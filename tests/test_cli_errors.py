@@ -43,6 +43,8 @@ def test_unknown_method_lists_registered(run):
 def test_unknown_scorer_lists_scorers(run):
     code, err, out = run("--scorer", "perspective")
     assert code == 2 and "perspective" in err and "jigsaw-bilstm" in err and no_rows(out)
+    code, err, out = run("--scorer-option", "flavour=mild")
+    assert code == 2 and "'flavour'" in err and "batch_size" in err and no_rows(out)
 
 
 def test_unknown_dsas_mode(run):

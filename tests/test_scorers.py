@@ -1,6 +1,7 @@
 """Toxicity scorers: registry, Detoxify's offline path, roberta-rtc, the BiLSTM port, profanity, auto."""
 
 import collections
+import json
 import pickle
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transformers import (
     RobertaTokenizer,
 )
 
+from dsas_bench.cli import main
 from dsas_bench.errors import UsageError
 from dsas_bench.metrics import scorers
 from dsas_bench.metrics.scorers import (
@@ -124,6 +126,7 @@ def test_detoxify_offline_path_scores_like_the_model(detoxify_files):
     assert scores.dtype == np.float64 and scores.shape == (len(TEXTS),)
     expected = _toxic_probability(scorer.model.model, scorer.model.tokenizer, TEXTS, softmax=False)
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert scorer.reported_name == "detoxify"  # the original variant keeps the plain name; others add theirs
     assert scorer.describe() == {"scorer": "detoxify", "variant": "original", "weights": str(checkpoint),
                                  "note": "Detoxify 'toxicity' output; checkpoint from the checkpoint option, "
                                          f"base model config from {base}"}
@@ -207,6 +210,17 @@ def test_roberta_rtc_scores_the_toxic_label_of_a_local_model(tiny_roberta):
     assert scorer.describe()["weights"] == str(tiny_roberta)
     with pytest.raises(UsageError, match="no label 'insult' .*labels: neutral, toxic"):
         get_scorer("roberta-rtc", model=tiny_roberta, label="insult")
+
+
+def test_scorer_options_reach_the_scorer_from_the_command_line(tiny_roberta, tiny_model_dir, tmp_path):
+    code = main(["run", "--model", str(tiny_model_dir), "--scorer", "roberta-rtc", "--scorer-option",
+                 f"model={tiny_roberta}", "--lm-eval-tasks", "", "--n-prompts", "3", "--max-new-tokens", "4",
+                 "--fit-n", "8", "--strengths", "1", "--device", "cpu", "--no-plot", "--quiet", "--output",
+                 str(tmp_path)])
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert code == 0 and [row["scorer"] for row in rows] == ["roberta-rtc", "roberta-rtc"]
+    assert all(row["scorer_info"]["weights"] == str(tiny_roberta) for row in rows)
+    assert all(row["config"]["scorer_options"] == {"model": str(tiny_roberta)} for row in rows)
 
 
 def test_roberta_rtc_unavailable_offline_is_a_usage_error():

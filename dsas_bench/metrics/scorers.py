@@ -113,6 +113,11 @@ class ToxicityScorer(ABC):
         self.batch_size = batch_size
         self.choice: dict[str, str] = {}  # set by ``auto``: how and why this scorer was chosen
 
+    @property
+    def reported_name(self) -> str:
+        """The scorer as results name it: scores under different names are not comparable."""
+        return self.name
+
     def describe(self) -> dict[str, str]:
         """What identifies these scores in a result row."""
         return {"scorer": self.name, "variant": self.variant, "weights": self.weights, "note": self.note,
@@ -243,6 +248,10 @@ class DetoxifyScorer(ToxicityScorer):
         self.weights = str(local) if local is not None else MODEL_URLS[variant]
         self.note = f"Detoxify 'toxicity' output; checkpoint from {source or 'a download'}" + (
             f", base model config from {base}" if base is not None else "")
+
+    @property
+    def reported_name(self) -> str:
+        return self.name if self.variant == "original" else f"{self.name}-{self.variant}"
 
     def _score_batch(self, texts: list[str]) -> np.ndarray:
         return np.atleast_1d(np.asarray(self.model.predict(texts)["toxicity"], dtype=np.float64))
