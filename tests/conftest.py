@@ -30,7 +30,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_tiny_model(path: Path, seed: int = 0) -> Path:
+def build_tiny_model(path: Path, seed: int = 0, hidden_size: int = 32) -> Path:
     """A randomly initialised 2-layer Llama with a byte-level tokenizer, saved as an HF folder."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -43,8 +43,8 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     core.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)
