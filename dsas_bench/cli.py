@@ -67,6 +67,9 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--control-data",), "control_data", {"help": "demo, hub or a .txt/.jsonl of neutral texts (DSAS control set)"}),
     (("--fit-n",), "fit_n", {"type": int, "help": "sentences per set for fitting (papers: 32)"}),
     (("--perplexity-data",), "perplexity_data", {"help": "demo, hub (WikiText) or a .txt/.jsonl of neutral texts"}),
+    (("--n-perplexity-texts",), "n_perplexity_texts", {"type": int, "help": "texts scored for perplexity, the "
+                                                       "first ones of --perplexity-data (papers: 20000); the DSAS "
+                                                       "control set is drawn from the other neutral texts"}),
     (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
     (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks "
                                              "(local ones in tasks/lm_eval, or registry tasks such as mmlu); "

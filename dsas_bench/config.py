@@ -70,7 +70,7 @@ class RunConfig:
     scorer: str = "auto"
     scorer_options: dict[str, Any] = field(default_factory=dict)  # e.g. variant: unbiased for detoxify
     perplexity_data: str = "demo"  # demo | hub | path to neutral texts
-    n_perplexity_texts: int = 100
+    n_perplexity_texts: int = 50  # the papers: 20,000; the rest of the neutral text is the control pool
     perplexity_tokens: int = 50
     lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])
     lm_eval_fewshot: int | None = None

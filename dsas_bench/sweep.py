@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -44,7 +45,7 @@ from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.registry import get_method
 
-HUB_CONTROL_POOL = 2000  # neutral hub texts streamed to sample the control set from
+HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
@@ -71,10 +72,24 @@ def plan(config: RunConfig) -> list[Cell]:
 
 
 def cell_identity(config: RunConfig, cell: Cell) -> tuple[dict[str, Any], str, str]:
-    """(resolved run config, its hash, the cell id) of one cell."""
+    """(resolved run config, its hash, the cell id) of one cell.
+
+    The id also covers the content of the files the cell reads, so editing a prompt or data file in
+    place makes its cells run again instead of being skipped as done.
+    """
     run_config = config.cell_config(cell.method, cell.dsas)
     digest = config_hash(run_config)
-    return run_config, digest, config_hash({"config": digest, "strength": cell.strength, "seed": cell.seed})
+    texts = _inputs(config).digests
+    read = {"scored": texts["scored"]} if cell.method == BASELINE else {**texts, **_intervention_digest(config)}
+    return run_config, digest, config_hash({"config": digest, "texts": read, "strength": cell.strength,
+                                            "seed": cell.seed})
+
+
+def _intervention_digest(config: RunConfig) -> dict[str, str]:
+    """The hash of the saved state given with --intervention, if any."""
+    if not config.intervention:
+        return {}
+    return {"intervention": hashlib.sha256(Path(config.intervention).read_bytes()).hexdigest()[:16]}
 
 
 # -- inputs, loaded once per process --------------------------------------------------------------
@@ -89,7 +104,11 @@ def _source(value: str, **hub_options: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Inputs:
-    """The texts a run reads."""
+    """The texts a run reads.
+
+    ``control`` never holds a perplexity text (``neutral``): DSAS is fitted to leave control text alone,
+    so a control sentence scored for perplexity would flatter every DSAS mode.
+    """
 
     prompts: list[Prompt]
     toxic: list[str]
@@ -98,11 +117,22 @@ class Inputs:
     neutral: list[str]
 
     def fit_sets(self, config: RunConfig, seed: int) -> FitSets:
+        if len(self.control) < config.fit_n:
+            raise UsageError(f"asked for {config.fit_n} control texts, but only {len(self.control)} of the control "
+                             f"data are not among the {len(self.neutral)} perplexity texts: lower --fit-n or "
+                             f"--n-perplexity-texts, or give more neutral text with --control-data")
         return fit_sets(self.toxic, self.nontoxic, self.control, config.fit_n, seed)
 
     @property
     def prompt_set(self) -> str:
         return config_hash([p.text for p in self.prompts])[:8]
+
+    @functools.cached_property
+    def digests(self) -> dict[str, str]:
+        """Hashes of the texts a cell is measured on (``scored``) and of those steering is fitted on (``fit``)."""
+        return {"scored": config_hash({"prompts": [(p.text, p.toxicity) for p in self.prompts],
+                                       "perplexity": self.neutral}),
+                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control})}
 
 
 INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging_only", "n_prompts", "prompt_seed",
@@ -117,11 +147,13 @@ def _inputs(config: RunConfig) -> Inputs:
 def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
                  n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int) -> Inputs:
     toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
+    neutral = load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
+    pool = load_texts(**_source(control_data, limit=n_perplexity_texts + HUB_CONTROL_POOL), kind="neutral")
+    scored = set(neutral)
     return Inputs(
         prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
-        toxic=toxic, nontoxic=nontoxic,
-        control=load_texts(**_source(control_data, limit=HUB_CONTROL_POOL), kind="neutral"),
-        neutral=load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts))
+        toxic=toxic, nontoxic=nontoxic, neutral=neutral,
+        control=[text for text in pool if text not in scored])
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +182,8 @@ def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[Steeri
     """
     lm = _lm(config)
     run_config = config.cell_config(method, dsas)
-    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed, "model": model_fingerprint(lm)})
+    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed, "model": model_fingerprint(lm),
+                       "texts": _inputs(config).digests["fit"], **_intervention_digest(config)})
     cached = cache_dir() / "interventions" / key
     start = time.perf_counter()
     if (cached / METHOD_FILE).exists():
@@ -284,7 +317,10 @@ def check(config: RunConfig, store: ResultsStore) -> None:
     for method in config.methods:
         _modules(config, method, lm)
     if config.intervention:
-        SteeringMethod.load(config.intervention, lm)
+        saved = SteeringMethod.load(config.intervention, lm)
+        if saved.name != config.methods[0]:
+            raise UsageError(f"{config.intervention} holds a fitted {saved.name!r} state, not {config.methods[0]!r}: "
+                             f"run it with --method {saved.name}")
     store.check_writable()
 
 

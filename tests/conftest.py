@@ -59,6 +59,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of another tiny random Llama, of hidden size 48 instead of 32."""
+    return build_tiny_model(tmp_path_factory.mktemp("wide-llama"), hidden_size=48)
+
+
+@pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir: Path):
     """The tiny random Llama, loaded on the CPU in float32."""
     from dsas_bench.models import load_model

@@ -1,6 +1,7 @@
 """Bad input: a clear message naming the problem and the fix, a non-zero exit, no partial result."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def run(tiny_model_dir, tmp_path, capsys):
 
 
 def no_rows(output: Path) -> bool:
-    return not (output / "results.jsonl").exists()
+    """Nothing written: not even the output directory exists."""
+    return not output.exists()
 
 
 def write(path: Path, text: str) -> Path:
@@ -59,18 +61,19 @@ def test_module_regex_matching_nothing_names_close_modules(run):
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "strong"])
-def test_strength_not_finite(capsys, value):
+def test_strength_not_finite(capsys, tmp_path, value):
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--strengths", f"0.5,{value}"])
+        main(["run", "--strengths", f"0.5,{value}", "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert f"strength '{value}' is not a finite number" in capsys.readouterr().err
+    assert no_rows(tmp_path / "out")
 
 
 def test_missing_and_empty_prompt_files(run, tmp_path):
     code, err, out = run("--prompts", str(tmp_path / "nope.jsonl"))
-    assert code == 2 and "nope.jsonl" in err and no_rows(out)
+    assert code == 2 and "nope.jsonl: no such file" in err and no_rows(out)
     code, err, out = run("--prompts", str(write(tmp_path / "empty.jsonl", "")))
-    assert code == 2 and "empty.jsonl" in err and no_rows(out)
+    assert code == 2 and "empty.jsonl: the file has no records" in err and no_rows(out)
 
 
 def test_prompt_file_in_wrong_schema_names_line_and_field(run, tmp_path):
@@ -83,7 +86,7 @@ def test_prompt_file_in_wrong_schema_names_line_and_field(run, tmp_path):
 def test_more_prompts_than_exist(run, tmp_path):
     line = json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}})
     code, err, out = run("--prompts", str(write(tmp_path / "p.jsonl", f"{line}\n{line}\n")), "--n-prompts", "5")
-    assert code == 2 and "5" in err and "2" in err and no_rows(out)
+    assert code == 2 and re.search(r"asked for 5 prompts in .*p.jsonl .*but only 2 exist", err) and no_rows(out)
 
 
 def test_intervention_from_another_model(run, tiny_lm, tmp_path, tiny_model_dir):
@@ -93,6 +96,29 @@ def test_intervention_from_another_model(run, tiny_lm, tmp_path, tiny_model_dir)
     path = method.save(tmp_path / "state.pt")
     code, err, out = run("--method", "meanacts", "--intervention", str(path))
     assert code == 2 and "another-model" in err and "refit" in err and no_rows(out)
+
+
+def test_intervention_of_another_hidden_size(run, tiny_lm, tmp_path, wide_model_dir):
+    method = get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
+                                          FitSets(["bad words here"], ["kind words here"]))
+    path = method.save(tmp_path / "state.pt")
+    code, err, out = run("--method", "meanacts", "--intervention", str(path), "--model", str(wide_model_dir))
+    assert code == 2 and "hidden size 32" in err and "has hidden size 48: refit" in err and no_rows(out)
+
+
+def test_intervention_of_another_method(run, tiny_lm, tmp_path):
+    method = get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
+                                          FitSets(["bad words here"], ["kind words here"]))
+    path = method.save(tmp_path / "state.pt")
+    code, err, out = run("--method", "linacts", "--intervention", str(path))
+    assert code == 2 and "holds a fitted 'meanacts' state, not 'linacts'" in err and "--method meanacts" in err
+    assert no_rows(out)
+
+
+def test_control_set_would_overlap_the_perplexity_texts(run):
+    code, err, out = run("--n-perplexity-texts", "110", "--fit-n", "16")
+    assert code == 2 and "only 10 of the control data are not among the 110 perplexity texts" in err
+    assert "--n-perplexity-texts" in err and no_rows(out)
 
 
 def test_unwritable_output_directory(run, tmp_path):

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import build_tiny_model
 from test_scaler import PROMPTS, demo_lines, fitted, logits
 
 from dsas_bench.errors import UsageError
@@ -17,9 +16,8 @@ def sets() -> FitSets:
 
 
 @pytest.fixture(scope="module")
-def wide_lm(tmp_path_factory):
-    """A tiny Llama of hidden size 48 instead of 32."""
-    return load_model(str(build_tiny_model(tmp_path_factory.mktemp("wide-llama"), hidden_size=48)), device="cpu")
+def wide_lm(wide_model_dir):
+    return load_model(str(wide_model_dir), device="cpu")
 
 
 @pytest.mark.parametrize("name", method_names())

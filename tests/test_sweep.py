@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from dsas_bench.config import load_config
+from dsas_bench.errors import UsageError
 from dsas_bench.results import ResultsStore
 from dsas_bench.steering.methods.lineas import LinEAS
-from dsas_bench.sweep import fitted, plan, run_sweep
+from dsas_bench.sweep import _inputs, fitted, plan, run_sweep
 
 VOLATILE = ("created", "wall_time_s")
 
@@ -81,6 +82,17 @@ def test_rows_record_config_versions_and_hash(tiny_model_dir, tmp_path):
     again = list(run_sweep(config, fresh=True))
     assert comparable(again) == comparable(first)  # same config, same numbers
     assert "metrics.tox_pct" in (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+
+
+def test_control_texts_are_never_perplexity_texts():
+    config = load_config("demo", {"n_perplexity_texts": 50})
+    inputs = _inputs(config)
+    assert len(inputs.neutral) == 50 and len(inputs.control) == 120 - 50
+    assert not set(inputs.control) & set(inputs.neutral)
+    too_many = load_config("demo", {"n_perplexity_texts": 100})
+    with pytest.raises(UsageError, match="asked for 32 control texts, but only 20 of the control data are not "
+                                         "among the 100 perplexity texts"):
+        _inputs(too_many).fit_sets(too_many, seed=0)
 
 
 def test_plan_puts_a_baseline_per_seed_first(tiny_model_dir):
