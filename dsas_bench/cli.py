@@ -100,7 +100,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
-    parser.add_argument("--fresh", action="store_true", help="recompute every cell instead of resuming")
+    parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
+                        "interventions instead of resuming (rows of other runs in the output directory are kept)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
 

@@ -1,9 +1,9 @@
 """The results store: append-only JSONL, one row per (run config, strength, seed), plus a CSV export.
 
-Only the sweep's parent process writes. Each row is one ``write`` of a whole line followed by an
-fsync, so a crash or a Ctrl-C loses at most the row being written; a torn last line left by a
-kill is cut off the next time the store is opened. Rerunning skips cells whose ``cell_id`` is
-already stored.
+Only the sweep's parent process writes. Each row is appended as one whole line followed by an
+fsync, so a crash or a Ctrl-C loses at most the row being written. Readers skip a torn last line
+(a kill mid-write, or a row being written right now); the writer cuts it off before it appends.
+Rerunning skips cells whose ``cell_id`` is already stored.
 """
 
 from __future__ import annotations
@@ -40,34 +40,53 @@ class ResultsStore:
             raise UsageError(f"output directory {self.directory} is not writable ({exc.strerror}): "
                              f"choose another with --output") from exc
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every complete row; a torn last line (from a kill mid-write) is cut off the file."""
+    def _complete(self) -> bytes:
+        """The file up to its last newline: every complete line, without a torn tail."""
         if not self.path.exists():
-            return []
+            return b""
         data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            with self.path.open("r+b") as file:
-                file.truncate(len(complete))
-        return [json.loads(line) for line in complete.decode().splitlines() if line]
+        return data[: data.rfind(b"\n") + 1]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete row (reading never changes the file)."""
+        rows = []
+        for number, line in enumerate(self._complete().decode().splitlines(), start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{self.path}, line {number}: not a result row ({exc}); delete that line "
+                                 f"and rerun to recompute its cell") from exc
+        return rows
 
     def done(self) -> set[str]:
         """The ``cell_id`` of every stored row."""
         return {row["cell_id"] for row in self.rows()}
 
+    def repair(self) -> None:
+        """Cut off a torn last line left by a kill mid-write (writer only: call before appending)."""
+        complete = self._complete()
+        if self.path.exists() and self.path.stat().st_size != len(complete):
+            with self.path.open("r+b") as file:
+                file.truncate(len(complete))
+
     def append(self, row: dict[str, Any]) -> None:
-        """Append one row atomically: one write of the whole line, then fsync."""
-        line = (json.dumps(row, sort_keys=True) + "\n").encode()
+        """Append one row as a whole line, then fsync."""
+        line = memoryview((json.dumps(row, sort_keys=True) + "\n").encode())
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            while line:  # os.write may write less than asked (a full disk, a signal)
+                line = line[os.write(fd, line):]
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def clear(self) -> None:
-        """Forget every row (``--fresh``)."""
-        self.path.unlink(missing_ok=True)
+    def forget(self, cell_ids: set[str]) -> None:
+        """Drop the rows of these cells (``--fresh``), keeping every other row; the file is replaced atomically."""
+        kept = [line for line in self._complete().splitlines(keepends=True)
+                if json.loads(line)["cell_id"] not in cell_ids]
+        tmp = self.directory / f".{ROWS_FILE}.tmp{os.getpid()}"
+        tmp.write_bytes(b"".join(kept))
+        tmp.replace(self.path)
 
     def export_csv(self) -> Path:
         """Flatten the rows (metrics as columns, per-prompt lists left out) into results.csv, atomically."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,31 +183,50 @@ def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[Steeri
     A copy goes to ``<output>/interventions/<method>-<dsas>-seed<seed>/`` for ``explain`` and reuse.
     """
     lm = _lm(config)
-    run_config = config.cell_config(method, dsas)
-    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed, "model": model_fingerprint(lm),
-                       "texts": _inputs(config).digests["fit"], **_intervention_digest(config)})
-    cached = cache_dir() / "interventions" / key
+    cached = fit_cache(config, method, dsas, seed)
     start = time.perf_counter()
-    if (cached / METHOD_FILE).exists():
-        steering, scaler = load_intervention(cached, lm)
-    else:
-        sets = _inputs(config).fit_sets(config, seed)
-        if config.intervention:
-            steering = SteeringMethod.load(config.intervention, lm)
-            modules = list(steering.state)
+    with _locked(cached.with_name(f"{cached.name}.lock")):  # cells of one fit in parallel: the first fits
+        if (cached / METHOD_FILE).exists():
+            steering, scaler = load_intervention(cached, lm)
         else:
-            steering = get_method(method)(**config.method_options.get(method, {}))
-            modules = _modules(config, method, lm)
-            if dsas != "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
-                steering.fit(lm, modules, sets, batch_size=config.batch_size)
-        scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
-        save_intervention(cached, steering, scaler)
+            sets = _inputs(config).fit_sets(config, seed)
+            if config.intervention:
+                steering = SteeringMethod.load(config.intervention, lm)
+                modules = list(steering.state)
+            else:
+                steering = get_method(method)(**config.method_options.get(method, {}))
+                modules = _modules(config, method, lm)
+                if dsas != "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
+                    steering.fit(lm, modules, sets, batch_size=config.batch_size)
+            scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
+            save_intervention(cached, steering, scaler)
     fit_time = time.perf_counter() - start
     save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)
     return steering, scaler, fit_time
 
 
 METHOD_FILE, SCALER_FILE = "method.pt", "scaler.pt"
+
+
+def fit_cache(config: RunConfig, method: str, dsas: str, seed: int) -> Path:
+    """The disk-cache folder of one fitted (method, DSAS mode, seed), keyed by everything that affects the fit."""
+    run_config = config.cell_config(method, dsas)
+    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed,
+                       "model": model_fingerprint(_lm(config)), "texts": _inputs(config).digests["fit"],
+                       **_intervention_digest(config)})
+    return cache_dir() / "interventions" / key
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes for the block (POSIX advisory lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def intervention_dir(output: str | Path, method: str, dsas: str, seed: int) -> Path:
@@ -257,8 +278,11 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
             ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size,
                              progress=progress)
         with _timed(times, "lm_eval"):
+            # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
+            # sequences would pool the pads too, so it gets one sequence per batch
+            lm_eval_batch = 1 if getattr(scaler, "per_sequence", False) else config.batch_size
             lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
-                                    limit=config.lm_eval_limit, batch_size=config.batch_size) \
+                                    limit=config.lm_eval_limit, batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
     with _timed(times, "score"):
         scores = scorer.score(continuations)
@@ -328,18 +352,24 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
     """Run every cell not yet stored, appending rows as they finish; yields the new rows."""
     store = ResultsStore(config.output)
     check(config, store)
-    if fresh:
-        store.clear()
+    cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
+    store.repair()
+    if fresh:  # this run's rows and fitted states only: other runs in the same directory keep theirs
+        store.forget(set(cells))
+        for cell in {(c.method, c.dsas, c.seed) for c in cells.values() if c.method != BASELINE}:
+            shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
     done = store.done()
-    todo = [cell for cell in plan(config) if cell_identity(config, cell)[2] not in done]
+    todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
     jobs = joblib.delayed(run_cell)
-    with _backend(config), tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
-        parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
-        for row in parallel(jobs(config, cell) for cell in todo):
-            store.append(row)
-            bar.update()
-            yield row
-    store.export_csv()
+    try:
+        with _backend(config), tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
+            parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
+            for row in parallel(jobs(config, cell) for cell in todo):
+                store.append(row)
+                bar.update()
+                yield row
+    finally:  # also after a Ctrl-C: the CSV holds every row written
+        store.export_csv()
 
 
 @contextlib.contextmanager

@@ -130,3 +130,39 @@ def test_unknown_task_lists_the_local_tasks(tiny_lm):
 def test_real_model_answers_the_demo_questions_above_chance(smollm2):
     """The demo task is well formed: SmolLM2-135M scores far above the 25 % of guessing."""
     assert evaluate_tasks(smollm2, ["demo_mc"], limit=20)["demo_mc"] >= 0.6
+
+
+def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_model_dir, tmp_path, monkeypatch):
+    """lm-eval right-pads its batches and passes no attention mask, so the CAST gate's pooled decisions
+    change with the batch size; a sweep therefore gives lm-eval one sequence per batch under the gate."""
+    import dsas_bench.sweep
+    from dsas_bench.config import load_config
+    from dsas_bench.data import load_texts
+    from dsas_bench.modules import select_modules
+    from dsas_bench.scaler import fit_scaler
+    from dsas_bench.steering.base import FitSets
+
+    modules = select_modules(tiny_lm.model, "post-attn-norm")
+    sets = FitSets(*(load_texts(kind=kind)[:40] for kind in ("toxic", "nontoxic", "neutral")))
+    gate = fit_scaler("cast", tiny_lm, None, modules, sets)
+    maps = {name: ShiftMap(torch.ones(tiny_lm.hidden_size)) for name in modules}
+    steered = {}
+    for batch_size in (1, 32):
+        with steer(tiny_lm.model, maps, 1.0, gate), gate.recording() as records:
+            evaluate_tasks(tiny_lm, ["demo_mc"], batch_size=batch_size)
+        steered[batch_size] = torch.cat([part[:, 0] for part in records[gate.module]]).mean().item()
+    assert steered[1] != steered[32]  # the pads moved some decisions
+
+    batch_sizes = []
+
+    def spy(*args, **kwargs):
+        batch_sizes.append(kwargs["batch_size"])
+        return evaluate_tasks(*args, **kwargs)
+
+    monkeypatch.setattr(dsas_bench.sweep, "evaluate_tasks", spy)
+    config = load_config("demo", {"model": str(tiny_model_dir), "dsas": ["off", "cast"], "strengths": [1.0],
+                                  "scorer": "profanity", "lm_eval_limit": 4, "n_prompts": 2, "max_new_tokens": 2,
+                                  "fit_n": 16, "device": "cpu", "output": str(tmp_path), "progress": False})
+    rows = list(dsas_bench.sweep.run_sweep(config))
+    assert [(row["dsas"], size) for row, size in zip(rows, batch_sizes, strict=True)] == [
+        ("off", 16), ("off", 16), ("cast", 1)]

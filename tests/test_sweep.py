@@ -116,10 +116,16 @@ def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp
     assert set(steering.state) == set(scaler.module_names) and len(scaler.module_names) > 0
 
 
+def cells_run_here() -> int:
+    """How many models this process's sweep code has loaded (0 when it ran no cell)."""
+    sweep = sys.modules.get("dsas_bench.sweep")
+    return sweep._model.cache_info().currsize if sweep else 0
+
+
 @pytest.mark.slow
 def test_dask_cluster_rows_equal_local_process_rows(tiny_model_dir, tmp_path):
     """A local Dask cluster on the loopback interface stands in for a real one."""
-    from dask.distributed import LocalCluster
+    from dask.distributed import Client, LocalCluster
 
     local = launch([*sweep_args(tiny_model_dir, tmp_path / "loky"), "--jobs", "2"], tmp_path / "cache-a")
     assert local.wait() == 0, local.stderr.read()
@@ -128,4 +134,8 @@ def test_dask_cluster_rows_equal_local_process_rows(tiny_model_dir, tmp_path):
         remote = launch([*sweep_args(tiny_model_dir, tmp_path / "dask"), "--jobs", "2", "--backend", "dask",
                          "--scheduler", cluster.scheduler_address], tmp_path / "cache-b")
         assert remote.wait() == 0, remote.stderr.read()
-    assert comparable(ResultsStore(tmp_path / "dask").rows()) == comparable(ResultsStore(tmp_path / "loky").rows())
+        with Client(cluster) as client:
+            assert sum(client.run(cells_run_here).values()) >= 1  # the cluster's workers ran the cells
+    rows = ResultsStore(tmp_path / "dask").rows()
+    assert len(rows) == 2 + 2 * 2 * 2
+    assert comparable(rows) == comparable(ResultsStore(tmp_path / "loky").rows())

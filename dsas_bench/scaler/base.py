@@ -32,6 +32,7 @@ class ScalerBase(nn.Module, ABC):
 
     kind: ClassVar[str] = ""
     state_version: ClassVar[int] = 1
+    per_sequence: ClassVar[bool] = False  # True: one decision pools a whole sequence, so pads must be masked
     kinds: ClassVar[dict[str, type[ScalerBase]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any):

@@ -8,6 +8,10 @@ Every module then steers that sequence at full strength or not at all, and the d
 for the KV-cached decoding steps until the next new sequence. Without a KV cache every pass starts
 the sequences again, so the decision is retaken on the whole prefix (prompt and tokens so far).
 
+lm-eval scores each request (context and continuation) in one pass, so there the gate decides on
+the whole scored sequence; its batches are right-padded without an attention mask, so a sweep
+evaluates a gated model one sequence at a time (``per_sequence``).
+
 ``decide_at=k`` decides at the k-th steered module instead, where the prompt is better
 understood; the k modules before it do not steer the prompt's tokens (the decision does not exist
 yet when they run, and their silence keeps the deciding module's input un-steered), and steer
@@ -47,6 +51,7 @@ class CastGate(ScalerBase):
     """s ∈ {0, 1} per sequence, decided from the prompt's mean-pooled activation at ``module``."""
 
     kind = "cast"
+    per_sequence = True
 
     def __init__(self, module: str, u: Tensor, c: Tensor, cut: float, before: Sequence[str] = (),
                  options: dict[str, Any] | None = None, model_name: str | None = None):

@@ -1,0 +1,67 @@
+"""The results store: torn tails, corrupt lines, full writes, and --fresh forgetting only its own cells."""
+
+import json
+
+import pytest
+
+from dsas_bench.config import load_config
+from dsas_bench.errors import UsageError
+from dsas_bench.results import ResultsStore
+from dsas_bench.sweep import fit_cache, run_sweep
+
+
+def store_with(tmp_path, *rows: dict, tail: bytes = b"") -> ResultsStore:
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    with store.path.open("ab") as file:
+        file.write(tail)
+    return store
+
+
+def test_readers_skip_a_torn_tail_and_leave_the_file_alone(tmp_path):
+    torn = b'{"cell_id": "c", "metrics": {"tox'
+    store = store_with(tmp_path, {"cell_id": "a"}, {"cell_id": "b"}, tail=torn)
+    size = store.path.stat().st_size
+    assert [row["cell_id"] for row in store.rows()] == ["a", "b"] and store.done() == {"a", "b"}
+    assert store.path.stat().st_size == size  # a reader never truncates a row being written
+    store.repair()
+    assert store.path.read_bytes().endswith(b'"b"}\n')
+    store.append({"cell_id": "c"})
+    assert [row["cell_id"] for row in store.rows()] == ["a", "b", "c"]
+
+
+def test_a_corrupt_line_names_the_file_and_line(tmp_path):
+    store = store_with(tmp_path, {"cell_id": "a"}, tail=b"not json\n")
+    with pytest.raises(UsageError, match=r"results.jsonl, line 2: not a result row .*delete that line"):
+        store.rows()
+
+
+def test_a_large_row_is_written_whole(tmp_path):
+    big = {"cell_id": "big", "continuations": ["x" * 1000] * 5000}  # 5 MB in one line
+    store = store_with(tmp_path, big)
+    assert store.rows() == [big]
+
+
+def test_forget_keeps_other_rows(tmp_path):
+    store = store_with(tmp_path, *({"cell_id": name} for name in "abcd"))
+    store.forget({"b", "d"})
+    assert [row["cell_id"] for row in store.rows()] == ["a", "c"]
+
+
+def test_fresh_recomputes_and_refits_this_runs_cells_only(tiny_model_dir, tmp_path):
+    other = {"cell_id": "another-run", "method": "iti"}
+    ResultsStore(tmp_path).append(other)
+    config = load_config("demo", {"model": str(tiny_model_dir), "methods": ["meanacts"], "strengths": [1.0],
+                                  "scorer": "profanity", "lm_eval_tasks": [], "n_prompts": 2, "max_new_tokens": 2,
+                                  "fit_n": 8, "device": "cpu", "output": str(tmp_path), "progress": False})
+    first = list(run_sweep(config))
+    state = fit_cache(config, "meanacts", "off", 0) / "method.pt"
+    fitted_at = state.stat().st_mtime_ns
+    assert list(run_sweep(config)) == [] and state.stat().st_mtime_ns == fitted_at  # resumed: nothing redone
+    again = list(run_sweep(config, fresh=True))
+    assert [row["cell_id"] for row in again] == [row["cell_id"] for row in first]
+    assert state.stat().st_mtime_ns > fitted_at  # refitted, not loaded
+    stored = ResultsStore(tmp_path).rows()
+    assert stored[0] == other and len(stored) == 1 + len(first)
+    assert json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0]) == other
