@@ -88,11 +88,24 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
 ]
 
 
+def _demo_defaults() -> dict[str, str]:
+    """What each config key is when its flag is left out of a demo run, as text for --help."""
+    from dsas_bench.config import demo_values
+
+    shown = {}
+    for key, value in demo_values().items():
+        if value is not None and value != []:
+            shown[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return shown
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="demo", help="task config: a name in tasks/ (demo, paper, shared-rtp) "
                         "or a YAML path; flags override it (default: demo)")
+    defaults = _demo_defaults()
     for flags, key, kwargs in COMMON_FLAGS:
-        parser.add_argument(*flags, dest=key, default=None, **kwargs)
+        shown = f" (demo: {defaults[key]})" if key in defaults and "const" not in kwargs else ""
+        parser.add_argument(*flags, dest=key, default=None, **{**kwargs, "help": kwargs["help"] + shown})
     parser.add_argument("--method-option", dest="method_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
     parser.add_argument("--dsas-option", dest="dsas_option", action="append", default=[], type=_option,
@@ -212,7 +225,8 @@ def make_leaderboard(args: argparse.Namespace) -> int:
     """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
     from dsas_bench.analysis import write_leaderboard
 
-    paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl)
+    paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl,
+                              n_boot=args.n_boot, seed=args.seed)
     print(paths["md"].read_text(encoding="utf-8"))
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
@@ -303,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_args(board_parser)
     board_parser.add_argument("--max-delta-ppl", dest="max_delta_ppl", type=_budget, default=1.0,
                               help="perplexity budget above the unsteered model (default: 1.0, as in AcT)")
+    board_parser.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
+                              help="prompt resamples for the DSAS-vs-plain hypervolume interval; 0 skips the "
+                                   "interval, e.g. for rows without per-prompt scores (default: 1000)")
+    board_parser.add_argument("--seed", type=_seed, default=0, help="seed of the bootstrap (default: 0)")
     board_parser.set_defaults(handler=make_leaderboard)
 
     plot_parser = commands.add_parser(

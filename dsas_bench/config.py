@@ -145,12 +145,24 @@ def task_path(task: str) -> Path:
     return path
 
 
-def load_config(task: str = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The task's YAML over the defaults, then ``overrides`` (flags given on the command line)."""
+def task_values(task: str) -> dict[str, Any]:
+    """The keys a task file sets."""
     path = task_path(task)
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise UsageError(f"{path}: a task file is a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def demo_values() -> dict[str, Any]:
+    """Every config key as a run of the default ``demo`` task sees it (unvalidated)."""
+    return {**dataclasses.asdict(RunConfig()), **task_values("demo")}
+
+
+def load_config(task: str = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The task's YAML over the defaults, then ``overrides`` (flags given on the command line)."""
+    path = task_path(task)
+    values = task_values(task)
     known = {f.name for f in dataclasses.fields(RunConfig)}
     for source, keys in ((str(path), values), ("command line", overrides or {})):
         unknown = sorted(set(keys) - known)

@@ -77,6 +77,28 @@ def test_published_rows_are_marked_and_not_ranked() -> None:
         sweep(), n_boot=0, include_published=False))
 
 
+METHODS_SECTION_5 = """
+AcT Table 2|Gemma-2-2B|original 4.17 13.98 53.1|ITI-c 0.74 14.90 52.6|Mean-AcT 0.54 14.21 51.6
+AcT Table 2|Gemma-2-2B|Linear-AcT 0.56 14.79 51.3|ActAdd 3.96 14.69 53.0
+AcT Table 2|Llama-3-8B|original 5.80 9.06 65.3|Linear-AcT 1.35 9.56 64.5
+LinEAS Table 1|Gemma-2-2B|none 4.00 14.79 53.03|LinEAS 0.73 15.46 52.22|Lin-AcT 1.60 14.78 52.43|ITI-c 1.17 14.00 52.78
+LinEAS Table 1|Qwen2.5-1.5B|none 3.00 13.67 60.95|LinEAS 1.07 14.10 59.97
+"""  # toxicity %, perplexity, MMLU %: METHODS.md §5, transcribed apart from the package's table
+
+
+def test_every_published_row_is_the_papers_number() -> None:
+    expected = {}
+    for table in METHODS_SECTION_5.strip().splitlines():
+        source, model, *entries = table.split("|")
+        for entry in entries:
+            method, tox, ppl, mmlu = entry.split()
+            expected[(f"published: {source}, {model}", method)] = (float(tox), float(ppl), float(mmlu))
+    lines = [line for line in leaderboard(sweep(), n_boot=0) if line["source"].startswith("published: ")]
+    got = {(line["source"], line["method"]): (line["best_tox_pct"], line["ppl_at_best"],
+                                              round(100 * line["accuracy_at_best"], 2)) for line in lines}
+    assert got == expected
+
+
 def test_write_leaderboard_files(tmp_path: Path) -> None:
     paths = write_leaderboard(sweep(), tmp_path / "out", n_boot=20)
     assert set(paths) == {"md", "csv", "png"}

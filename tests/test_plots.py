@@ -6,7 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from matplotlib.container import ErrorbarContainer
 from test_pareto import baseline_rows, make_row, make_sweep
 
 from dsas_bench.errors import UsageError
@@ -60,3 +62,15 @@ def test_plot_refuses_bad_input() -> None:
         pareto_figure([*rows_for("linacts"), *make_sweep("iti", "off", {1.0: (9.0, 11.0)}, scorer="other")])
     with pytest.raises(UsageError, match="only the unsteered baseline"):
         pareto_figure(baseline_rows())
+
+
+def test_error_bars_are_the_seed_confidence_intervals() -> None:
+    rows = [*baseline_rows(), make_row("linacts", "off", 1.0, 0, 20.0, 11.0),
+            make_row("linacts", "off", 1.0, 1, 30.0, 13.0)]
+    (ax,) = pareto_figure(rows).axes
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer) and list(c.lines[0].get_xdata()) == [25]]
+    x_bars, y_bars = bars.lines[2]
+    t = 12.706205  # Student t, 97.5 % quantile, 1 degree of freedom: two seeds
+    half_x, half_y = t * np.std([20, 30], ddof=1) / np.sqrt(2), t * np.std([11, 13], ddof=1) / np.sqrt(2)
+    np.testing.assert_allclose(x_bars.get_segments()[0][:, 0], [25 - half_x, 25 + half_x], rtol=1e-6)
+    np.testing.assert_allclose(y_bars.get_segments()[0][:, 1], [12 - half_y, 12 + half_y], rtol=1e-6)

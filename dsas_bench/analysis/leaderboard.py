@@ -182,7 +182,7 @@ PUBLISHED_TABLE: tuple[Column, ...] = (
     ("source", lambda r: r["source"]), ("method", lambda r: r["method"]),
     ("tox %", lambda r: _fmt(r["best_tox_pct"])), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
     ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
-    ("MMLU", lambda r: _fmt(r["accuracy_at_best"], ".3f")),
+    ("MMLU %", lambda r: _fmt(100 * r["accuracy_at_best"], ".2f")),
 )
 
 
