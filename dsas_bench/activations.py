@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from dsas_bench.models import LoadedModel, cache_dir
+from dsas_bench.progress import bar
 from dsas_bench.steering.hooks import HookManager, Pooling, Scaler, Site, SteeringMap, StopForward
 
 MAX_LENGTH = 128
@@ -41,7 +41,7 @@ def batches(lm: LoadedModel, texts: Sequence[str], batch_size: int, max_length: 
             desc: str = "", progress: bool = True):
     """Tokenised, left-padded batches on the model's device, with a progress bar on long runs."""
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 4, leave=False):
+    for start in bar(starts, desc) if progress else starts:
         yield lm.tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
                            truncation=True, max_length=max_length).to(lm.device)
 

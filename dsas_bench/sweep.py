@@ -41,6 +41,7 @@ from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
 from dsas_bench.metrics.toxicity import toxicity_summary
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
+from dsas_bench.progress import quiet
 from dsas_bench.results import ResultsStore
 from dsas_bench.scaler import fit_scaler, load_scaler
 from dsas_bench.steering.base import SteeringMethod
@@ -259,9 +260,13 @@ def _modules(config: RunConfig, method: str, lm: LoadedModel) -> list[str]:
 def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     """Fit (or reuse), steer, generate, score and measure one cell; return its result row."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.jobs))
+    with quiet(not (config.progress and config.jobs == 1)):  # inner bars only when cells run one at a time
+        return _run_cell(config, cell)
+
+
+def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config)
     times: dict[str, float] = {"fit": 0.0}
-    progress = config.progress and config.jobs == 1  # inner bars only when cells run one at a time
     maps, scaler, intervention = {}, None, None
     if cell.method != BASELINE:
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
@@ -273,10 +278,9 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     with steer(lm.model, maps, cell.strength, scaler):
         with _timed(times, "generate"):
             continuations = generate_continuations(lm, [p.text for p in inputs.prompts], sampling, seed=cell.seed,
-                                                   batch_size=config.batch_size, progress=progress)
+                                                   batch_size=config.batch_size)
         with _timed(times, "perplexity"):
-            ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size,
-                             progress=progress)
+            ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size)
         with _timed(times, "lm_eval"):
             # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
             # sequences would pool the pads too, so it gets one sequence per batch

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from dsas_bench.errors import UsageError
+from dsas_bench.progress import bar
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,8 @@ class ToxicityScorer(ABC):
         order = np.argsort([len(text) for text in texts], kind="stable")
         batches = [order[start:start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
         scores = np.empty(len(texts), dtype=np.float64)
-        for batch, batch_scores in zip(batches, self._map_batches([[texts[i] for i in b] for b in batches]),
-                                       strict=True):
+        scored = self._map_batches([[texts[i] for i in b] for b in batches])
+        for batch, batch_scores in zip(batches, bar(scored, f"score ({self.name})", len(batches)), strict=True):
             scores[batch] = batch_scores
         return np.clip(scores, 0.0, 1.0)
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.progress import bar
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 from dsas_bench.steering.maps import SupportedAffineMap
@@ -65,7 +65,7 @@ class LinearAcT(SteeringMethod):
         self._bind(lm)
         self.state = {}
         texts = [*data.source, *data.target]
-        for name in tqdm(modules, desc=f"fit {self.name} (incremental)", leave=False):
+        for name in bar(modules, f"fit {self.name} (incremental)"):
             earlier = self.maps(lm.device) if self.state else None
             acts = self.activations(lm, texts, [name], steering=earlier, batch_size=batch_size, progress=False)[name]
             self.state[name] = self.fit_module(acts[: len(data.source)], acts[len(data.source):])

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import trange
 
 from dsas_bench.activations import MAX_LENGTH, partial_forward, pooled_activations
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.progress import bar
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import HookManager, Scaler, SteeringMap
 from dsas_bench.steering.registry import register_method
@@ -125,7 +125,7 @@ class LinEAS(SteeringMethod):
         generator = torch.Generator().manual_seed(int(options["seed"]))
         self.losses = []
         with frozen(lm.model), torch.enable_grad():
-            for _ in trange(steps, desc=f"train {self.name}", leave=False, disable=steps < 20):
+            for _ in bar(range(steps), f"train {self.name}"):
                 source_rows = torch.randperm(len(data.source), generator=generator)[:n].tolist()
                 target_rows = torch.randperm(len(data.target), generator=generator)[:n]
                 manager = HookManager(lm.model).steer(maps, 1.0, scaler)
