@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsas_bench.errors import UsageError
-from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, task_config
+from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, load_tasks, task_config
 from dsas_bench.steering.hooks import has_hooks, steer
 from dsas_bench.steering.maps import ShiftMap
 
@@ -120,10 +120,13 @@ def test_bad_arguments_are_usage_errors(tiny_lm, kwargs, problem):
 
 
 @pytest.mark.slow
-def test_unknown_task_lists_the_local_tasks(tiny_lm):
-    """Slow: an unknown name makes lm-eval index its whole registry first."""
+def test_registry_tasks_resolve_and_unknown_ones_list_the_local_tasks(tiny_lm):
+    """Slow: a name that is not local makes lm-eval index its whole registry first."""
     with pytest.raises(UsageError, match="no_such_task.*local tasks in .* are demo_mc"):
         evaluate_tasks(tiny_lm, ["no_such_task"])
+    specs, manager = load_tasks(["mmlu", "demo_mc"])  # the paper's task, by name (its data is on the hub)
+    assert specs[0] == "mmlu" and "mmlu_abstract_algebra" in manager.all_subtasks
+    assert specs[1]["task"] == "demo_mc"
 
 
 @pytest.mark.slow
