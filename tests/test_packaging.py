@@ -1,5 +1,6 @@
 """An install from a wheel carries what a source checkout reads in place: task configs and demo data."""
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -21,3 +22,12 @@ def test_wheel_ships_every_task_file_and_the_demo_data(tmp_path):
     assert tasks and shipped == tasks
     demo = {p.name for p in (ROOT / "dsas_bench" / "data" / "demo").iterdir() if p.is_file()}
     assert {f"dsas_bench/data/demo/{name}" for name in demo} <= names
+
+
+def test_the_readme_commands_and_images_exist():
+    readme = (ROOT / "README.md").read_text()
+    images = re.findall(r"(docs/[\w.-]+\.png)", readme)
+    assert {"docs/pareto-demo.png", "docs/explain-demo.png"} <= set(images)
+    assert all((ROOT / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
+    test_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```bash\n{test_command}\n```" in readme  # CI runs exactly the README's test command

@@ -238,6 +238,14 @@ def test_compare_fronts_ignores_points_outside_the_reference_box() -> None:
     assert result["hv_diff_ci"] is None
 
 
+def test_compare_fronts_says_when_no_point_is_within_the_budget() -> None:
+    plain = make_sweep("linacts", "off", {1.0: (20.0, 12.0)})
+    dsas = make_sweep("linacts", "on", {1.0: (10.0, 11.5)})
+    result = compare_fronts(plain, dsas, baseline_rows(), n_boot=0)  # reference (50, 11): both beyond it
+    assert result["relation"] == "no point within budget" and result["hv_diff"] == 0
+    assert compare_fronts(plain, dsas, baseline_rows(), slack=2.0, n_boot=0)["relation"] == "dominates"
+
+
 def test_compare_fronts_bootstrap_is_seeded() -> None:
     args = (make_sweep("linacts", "off", PLAIN), make_sweep("linacts", "on", CASES["crosses"][0]),
             baseline_rows())

@@ -205,7 +205,8 @@ def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: 
         f"(perplexity +{max_delta_ppl:g}; accuracy −{DEFAULT_SLACK['accuracy']:g}). Δ columns on DSAS "
         "lines: DSAS − plain for the same method; the HV interval is a 95% bootstrap over prompts "
         f"({n_boot} resamples, seed {seed}); \"front vs plain\" tells whether the DSAS front dominates, is "
-        "dominated by, crosses or equals the plain front. Seed means; the unsteered line is context, "
+        "dominated by, crosses or equals the plain front within the budget (\"no point within budget\": "
+        "neither front has one; widen the budget with --max-delta-ppl). Seed means; the unsteered line is context, "
         "not ranked.", "",
         *_markdown_table(MEASURED_TABLE, measured),
     ]

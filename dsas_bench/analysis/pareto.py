@@ -28,6 +28,7 @@ from dsas_bench.errors import UsageError
 Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
 Relation = Literal["dominates", "dominated", "crosses", "equal"]
+OUTSIDE_BUDGET = "no point within budget"  # compare_fronts: neither front has a point inside the reference box
 
 BASELINE_METHOD = "none"
 PLAIN_MODE = "off"
@@ -318,7 +319,8 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     ``plain_rows``: the method's rows with dsas "off"; ``dsas_rows``: its rows for one DSAS mode;
     ``baseline``: the unsteered rows (method "none"). Points are seed means; fronts are compared with
     ``front_relation`` (DSAS relative to plain) after keeping only points inside the hypervolume box
-    (no worse than ``reference_point`` on either axis), so "dominates" implies a hypervolume gain.
+    (no worse than ``reference_point`` on either axis), so "dominates" implies a hypervolume gain;
+    ``OUTSIDE_BUDGET`` when neither front has a point in the box (widen the budget, ``slack``).
 
     The interval of ``hv_diff`` (DSAS − plain) is a percentile bootstrap over prompts: each replicate
     draws prompt indices with replacement once and applies them to every row (all share one prompt
@@ -337,7 +339,8 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     ref = reference_point(baseline_point(baseline), metric, slack)
     plain_pts, dsas_pts = metric_points(plain, metric), metric_points(dsas, metric)
     hv_plain, hv_dsas = hypervolume(plain_pts, ref, directions), hypervolume(dsas_pts, ref, directions)
-    relation = front_relation(*(_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)), directions)
+    boxed = [_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)]
+    relation = front_relation(*boxed, directions) if any(map(len, boxed)) else OUTSIDE_BUDGET
     ci = None
     if n_boot > 0:
         n_prompts = _prompt_count([*plain_rows, *dsas_rows, *baseline])
