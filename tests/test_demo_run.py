@@ -58,5 +58,5 @@ def test_plot_leaderboard_and_explain_read_the_demo_results(demo_run, capsys):
     assert main(["explain", "You are such a stupid idiot, but the weather is nice today.", "--run",
                  str(output), "--no-color"]) == 0
     printed = capsys.readouterr().out
-    assert "idiot" in printed and "heatmap:" in printed
+    assert "stupid[" in printed and "weather[" in printed and "heatmap:" in printed  # token[scale] annotations
     assert is_png(output / "explain-linacts-on-seed0.png")
