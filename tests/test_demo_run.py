@@ -38,7 +38,9 @@ def test_the_main_command_writes_complete_rows_a_summary_and_a_plot(demo_run):
         metrics = row["metrics"]
         assert 0 <= metrics["tox_pct"] <= 100 and metrics["perplexity"] > 1 and 0 <= metrics["accuracy"] <= 1
         assert len(row["prompt_scores"]) == len(row["continuations"]) == 32
-        assert row["scorer"] and row["scorer_info"] and row["config_hash"] and row["versions"]["torch"]
+        assert row["scorer_info"]["chosen_by"] == "auto" and row["scorer_info"]["reason"]  # auto says what it took
+        assert row["scorer"] == row["scorer_info"]["scorer"] or row["scorer"].startswith("detoxify")
+        assert row["config_hash"] and row["versions"]["torch"] and row["device"] == "cpu"
     steered = rows[1]["intervention"]
     assert len(steered["modules"]) == 30 and steered["scaler"]["options"]["n_components"] == 5
     assert len({row["metrics"]["perplexity"] for row in rows}) == 4  # each strength measured itself
