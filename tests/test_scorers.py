@@ -306,6 +306,17 @@ def test_jigsaw_bilstm_port_matches_keras_equations(bilstm):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("texts", [["You are a stupid idiot and I hate you.", "Thanks for the edit!", "shut up", ""],
+                                   [""]])
+def test_jigsaw_bilstm_runs_the_pads_all_rows_share_once_with_the_same_scores(bilstm, texts):
+    ids = bilstm.tokenizer.encode(texts).numpy()
+    assert (ids[:, :80] == 0).all()  # a shared run of pads that the forward direction steps over once
+    with torch.inference_mode():
+        scores = bilstm.model(torch.from_numpy(ids)).double().numpy()
+    np.testing.assert_allclose(scores, _keras_reference(Path(bilstm.weights), ids), atol=1e-5)
+
+
+@pytest.mark.slow
 def test_jigsaw_bilstm_batching_and_threads_do_not_change_scores(bilstm, jigsaw):
     texts = jigsaw["comment_text"].tolist()[:60]
     one_by_one = get_scorer("jigsaw-bilstm", batch_size=1, workers=1).score(texts)

@@ -387,18 +387,46 @@ class KerasWordTokenizer:
 
 
 class BiLSTMClassifier(torch.nn.Module):
-    """As the Keras model: Embedding → BiLSTM (all steps) → max over time → Dense + ReLU → Dense + sigmoid."""
+    """As the Keras model: Embedding → BiLSTM (all steps) → max over time → Dense + ReLU → Dense + sigmoid.
 
-    def __init__(self, vocab_size: int, embed_dim: int, units: int, hidden: int, n_labels: int) -> None:
+    Texts are pre-padded and the pads are not masked, so every step counts. But the forward direction
+    starts on pads, and its states and outputs over a run of pads are the same for every text: the
+    steps over the pads that all texts of a batch start with are run once, on one row, and the batch
+    starts from their state (about half the forward steps for Jigsaw comments; the scores agree to
+    float rounding). The backward direction reaches the pads last, from states that differ, and runs
+    every step.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, units: int, hidden: int, n_labels: int,
+                 pad_id: int = 0) -> None:
         super().__init__()
+        self.pad_id = pad_id
         self.embedding = torch.nn.Embedding(vocab_size, embed_dim)
-        self.lstm = torch.nn.LSTM(embed_dim, units, batch_first=True, bidirectional=True)
+        self.forward_lstm = torch.nn.LSTM(embed_dim, units, batch_first=True)
+        self.backward_lstm = torch.nn.LSTM(embed_dim, units, batch_first=True)
         self.dense = torch.nn.Linear(2 * units, hidden)
         self.out = torch.nn.Linear(hidden, n_labels)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        states, _ = self.lstm(self.embedding(ids))
-        return torch.sigmoid(self.out(torch.relu(self.dense(states.amax(dim=1)))))
+        x = self.embedding(ids)
+        real = ids != self.pad_id
+        leading_pads = torch.where(real.any(dim=1), real.to(torch.int8).argmax(dim=1), ids.shape[1])
+        forward_max = self._forward_max(x, int(leading_pads.min()))
+        backward, _ = self.backward_lstm(x.flip(1))
+        pooled = torch.cat([forward_max, backward.amax(dim=1)], dim=1)
+        return torch.sigmoid(self.out(torch.relu(self.dense(pooled))))
+
+    def _forward_max(self, x: torch.Tensor, shared: int) -> torch.Tensor:
+        """Max over time of the forward outputs, the first ``shared`` steps (pads in every row) run on one row."""
+        if shared == 0:
+            return self.forward_lstm(x)[0].amax(dim=1)
+        prefix, (h, c) = self.forward_lstm(x[:1, :shared])
+        prefix_max = prefix[0].amax(dim=0)
+        if shared == x.shape[1]:
+            return prefix_max.expand(x.shape[0], -1)
+        rest, _ = self.forward_lstm(x[:, shared:], (h.expand(-1, x.shape[0], -1).contiguous(),
+                                                     c.expand(-1, x.shape[0], -1).contiguous()))
+        return torch.maximum(rest.amax(dim=1), prefix_max)
 
     @classmethod
     def from_keras_h5(cls, path: Path) -> BiLSTMClassifier:
@@ -417,9 +445,9 @@ class BiLSTMClassifier(torch.nn.Module):
         model = cls(embedding.shape[0], embedding.shape[1], units, dense[0].shape[1], out[0].shape[1])
         state = {"embedding.weight": embedding, "dense.weight": dense[0].T, "dense.bias": dense[1],
                  "out.weight": out[0].T, "out.bias": out[1]}
-        for suffix, (kernel, recurrent, bias) in zip(("", "_reverse"), directions, strict=True):
-            state |= {f"lstm.weight_ih_l0{suffix}": kernel.T, f"lstm.weight_hh_l0{suffix}": recurrent.T,
-                      f"lstm.bias_ih_l0{suffix}": bias, f"lstm.bias_hh_l0{suffix}": np.zeros_like(bias)}
+        for lstm, (kernel, recurrent, bias) in zip(("forward_lstm", "backward_lstm"), directions, strict=True):
+            state |= {f"{lstm}.weight_ih_l0": kernel.T, f"{lstm}.weight_hh_l0": recurrent.T,
+                      f"{lstm}.bias_ih_l0": bias, f"{lstm}.bias_hh_l0": np.zeros_like(bias)}
         model.load_state_dict({key: torch.from_numpy(np.ascontiguousarray(value))
                                for key, value in state.items()})
         return model.eval()
