@@ -51,6 +51,8 @@ class ResultsStore:
         """Every complete row (reading never changes the file)."""
         rows = []
         for number, line in enumerate(self._complete().decode().splitlines(), start=1):
+            if not line.strip():
+                continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ from dsas_bench.sweep import fit_cache, run_sweep
 
 
 def store_with(tmp_path, *rows: dict, tail: bytes = b"") -> ResultsStore:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(tmp_path)
     for row in rows:
         store.append(row)
@@ -32,7 +33,9 @@ def test_readers_skip_a_torn_tail_and_leave_the_file_alone(tmp_path):
 
 
 def test_a_corrupt_line_names_the_file_and_line(tmp_path):
-    store = store_with(tmp_path, {"cell_id": "a"}, tail=b"not json\n")
+    store = store_with(tmp_path, {"cell_id": "a"}, tail=b"\n")
+    assert store.done() == {"a"}  # a blank line is no row, and no error
+    store = store_with(tmp_path / "corrupt", {"cell_id": "a"}, tail=b"not json\n")
     with pytest.raises(UsageError, match=r"results.jsonl, line 2: not a result row .*delete that line"):
         store.rows()
 
