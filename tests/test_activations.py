@@ -26,7 +26,9 @@ def test_batched_with_left_padding_equals_one_at_a_time(tiny_lm, pooling):
             torch.testing.assert_close(batched[name][i], alone[name][0], rtol=1e-5, atol=1e-5)
 
 
-def test_the_cache_key_changes_with_every_input_that_changes_the_numbers(tiny_lm, wide_model_dir):
+def test_the_cache_key_changes_with_every_input_that_changes_the_numbers(tiny_lm, wide_model_dir, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path))  # an empty cache of its own
     first = pooled_activations(tiny_lm, TEXTS, MODULES, progress=False)
     files = cached_files()
     again = pooled_activations(tiny_lm, TEXTS, MODULES, progress=False)
