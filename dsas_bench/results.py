@@ -73,7 +73,7 @@ class ResultsStore:
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one row as a whole line, then fsync."""
-        line = memoryview((json.dumps(row, sort_keys=True) + "\n").encode())
+        line = memoryview(_line(row))
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             while line:  # os.write may write less than asked (a full disk, a signal)
@@ -84,10 +84,11 @@ class ResultsStore:
 
     def forget(self, cell_ids: set[str]) -> None:
         """Drop the rows of these cells (``--fresh``), keeping every other row; the file is replaced atomically."""
-        kept = [line for line in self._complete().splitlines(keepends=True)
-                if json.loads(line)["cell_id"] not in cell_ids]
+        if not self.path.exists():
+            return
+        kept = [row for row in self.rows() if row["cell_id"] not in cell_ids]
         tmp = self.directory / f".{ROWS_FILE}.tmp{os.getpid()}"
-        tmp.write_bytes(b"".join(kept))
+        tmp.write_bytes(b"".join(map(_line, kept)))
         tmp.replace(self.path)
 
     def export_csv(self) -> Path:
@@ -102,6 +103,11 @@ class ResultsStore:
         target = self.directory / CSV_FILE
         tmp.replace(target)
         return target
+
+
+def _line(row: dict[str, Any]) -> bytes:
+    """A row as one JSONL line."""
+    return (json.dumps(row, sort_keys=True) + "\n").encode()
 
 
 def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:

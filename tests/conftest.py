@@ -52,6 +52,16 @@ def build_tiny_model(path: Path, seed: int = 0, hidden_size: int = 32) -> Path:
     return path
 
 
+def tiny_run_config(model_dir: Path, output: Path, **overrides):
+    """The demo task on a tiny model, sized to seconds: one strength, the profanity scorer, no lm-eval,
+    2 prompts of 2 new tokens, 8 fit sentences per set, no progress bars."""
+    from dsas_bench.config import load_config
+
+    return load_config("demo", {"model": str(model_dir), "strengths": [1.0], "scorer": "profanity",
+                                "lm_eval_tasks": [], "n_prompts": 2, "max_new_tokens": 2, "fit_n": 8,
+                                "device": "cpu", "output": str(output), "progress": False, **overrides})
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random Llama, loadable by name like any local model."""

@@ -89,27 +89,28 @@ def test_more_prompts_than_exist(run, tmp_path):
     assert code == 2 and re.search(r"asked for 5 prompts in .*p.jsonl .*but only 2 exist", err) and no_rows(out)
 
 
-def test_intervention_from_another_model(run, tiny_lm, tmp_path, tiny_model_dir):
-    method = get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
-                                          FitSets(["bad words here"], ["kind words here"]))
-    method.model_name = "another-model"
-    path = method.save(tmp_path / "state.pt")
+@pytest.fixture
+def meanacts(tiny_lm):
+    """Mean-AcT fitted on the tiny model, to save as an --intervention."""
+    return get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
+                                        FitSets(["bad words here"], ["kind words here"]))
+
+
+def test_intervention_from_another_model(run, meanacts, tmp_path):
+    meanacts.model_name = "another-model"
+    path = meanacts.save(tmp_path / "state.pt")
     code, err, out = run("--method", "meanacts", "--intervention", str(path))
     assert code == 2 and "another-model" in err and "refit" in err and no_rows(out)
 
 
-def test_intervention_of_another_hidden_size(run, tiny_lm, tmp_path, wide_model_dir):
-    method = get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
-                                          FitSets(["bad words here"], ["kind words here"]))
-    path = method.save(tmp_path / "state.pt")
+def test_intervention_of_another_hidden_size(run, meanacts, tmp_path, wide_model_dir):
+    path = meanacts.save(tmp_path / "state.pt")
     code, err, out = run("--method", "meanacts", "--intervention", str(path), "--model", str(wide_model_dir))
     assert code == 2 and "hidden size 32" in err and "has hidden size 48: refit" in err and no_rows(out)
 
 
-def test_intervention_of_another_method(run, tiny_lm, tmp_path):
-    method = get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
-                                          FitSets(["bad words here"], ["kind words here"]))
-    path = method.save(tmp_path / "state.pt")
+def test_intervention_of_another_method(run, meanacts, tmp_path):
+    path = meanacts.save(tmp_path / "state.pt")
     code, err, out = run("--method", "linacts", "--intervention", str(path))
     assert code == 2 and "holds a fitted 'meanacts' state, not 'linacts'" in err and "--method meanacts" in err
     assert no_rows(out)

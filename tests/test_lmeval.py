@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_run_config
 
 from dsas_bench.errors import UsageError
 from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, load_tasks, task_config
@@ -139,7 +140,6 @@ def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_m
     """lm-eval right-pads its batches and passes no attention mask, so the CAST gate's pooled decisions
     change with the batch size; a sweep therefore gives lm-eval one sequence per batch under the gate."""
     import dsas_bench.sweep
-    from dsas_bench.config import load_config
     from dsas_bench.data import load_texts
     from dsas_bench.modules import select_modules
     from dsas_bench.scaler import fit_scaler
@@ -163,9 +163,8 @@ def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_m
         return evaluate_tasks(*args, **kwargs)
 
     monkeypatch.setattr(dsas_bench.sweep, "evaluate_tasks", spy)
-    config = load_config("demo", {"model": str(tiny_model_dir), "dsas": ["off", "cast"], "strengths": [1.0],
-                                  "scorer": "profanity", "lm_eval_limit": 4, "n_prompts": 2, "max_new_tokens": 2,
-                                  "fit_n": 16, "device": "cpu", "output": str(tmp_path), "progress": False})
+    config = tiny_run_config(tiny_model_dir, tmp_path, dsas=["off", "cast"], lm_eval_tasks=["demo_mc"],
+                             lm_eval_limit=4, fit_n=16)
     rows = list(dsas_bench.sweep.run_sweep(config))
     assert [(row["dsas"], size) for row, size in zip(rows, batch_sizes, strict=True)] == [
         ("off", 16), ("off", 16), ("cast", 1)]

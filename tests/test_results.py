@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from conftest import tiny_run_config
 
-from dsas_bench.config import load_config
 from dsas_bench.errors import UsageError
 from dsas_bench.results import ResultsStore
 from dsas_bench.sweep import fit_cache, run_sweep
@@ -55,10 +55,7 @@ def test_forget_keeps_other_rows(tmp_path):
 def test_fresh_recomputes_and_refits_this_runs_cells_only(tiny_model_dir, tmp_path):
     other = {"cell_id": "another-run", "method": "iti"}
     ResultsStore(tmp_path).append(other)
-    config = load_config("demo", {"model": str(tiny_model_dir), "methods": ["meanacts"], "dsas": ["on"],
-                                  "strengths": [1.0], "scorer": "profanity", "lm_eval_tasks": [], "n_prompts": 2,
-                                  "max_new_tokens": 2, "fit_n": 8, "device": "cpu", "output": str(tmp_path),
-                                  "progress": False})
+    config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"], dsas=["on"])
     first = list(run_sweep(config))
     state = fit_cache(config, "meanacts", "on", 0) / "method.pt"
     fitted_at = state.stat().st_mtime_ns

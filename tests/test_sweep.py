@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import tiny_run_config
 
 from dsas_bench.config import load_config
 from dsas_bench.errors import UsageError
@@ -69,9 +71,7 @@ def test_sigkilled_sweep_resumes_to_exactly_the_uninterrupted_rows(tiny_model_di
 
 
 def test_rows_record_config_versions_and_hash(tiny_model_dir, tmp_path):
-    config = load_config("demo", {"model": str(tiny_model_dir), "methods": ["meanacts"], "strengths": [1.0],
-                                  "scorer": "profanity", "lm_eval_tasks": [], "n_prompts": 3, "max_new_tokens": 4,
-                                  "fit_n": 8, "device": "cpu", "output": str(tmp_path), "progress": False})
+    config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"], n_prompts=3, max_new_tokens=4)
     first = list(run_sweep(config))
     assert [row["method"] for row in first] == ["none", "meanacts"]
     row = first[1]
@@ -108,9 +108,8 @@ def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp
         raise AssertionError("E2E-DSAS must not fit LinEAS on its own first")
 
     monkeypatch.setattr(LinEAS, "fit", separate_fit)
-    config = load_config("demo", {"model": str(tiny_model_dir), "methods": ["lineas"], "dsas": ["e2e"],
-                                  "method_options": {"lineas": {"steps": 3, "sample_size": 4}}, "fit_n": 8,
-                                  "device": "cpu", "output": str(tmp_path), "progress": False})
+    config = tiny_run_config(tiny_model_dir, tmp_path, methods=["lineas"], dsas=["e2e"],
+                             method_options={"lineas": {"steps": 3, "sample_size": 4}})
     steering, scaler, _ = fitted(config, "lineas", "e2e", seed=0)
     assert len(steering.losses) == 3 and scaler.options["mode"] == "e2e"
     assert set(steering.state) == set(scaler.module_names) and len(scaler.module_names) > 0
@@ -120,6 +119,31 @@ def cells_run_here() -> int:
     """How many models this process's sweep code has loaded (0 when it ran no cell)."""
     sweep = sys.modules.get("dsas_bench.sweep")
     return sweep._model.cache_info().currsize if sweep else 0
+
+
+def test_parallel_cells_of_one_fit_fit_it_once(tiny_model_dir, tmp_path, monkeypatch):
+    """Two cells needing the same intervention at once (as with --jobs 2): the second waits and loads it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dsas_bench.steering.methods.linear_act import MeanAcT
+    from dsas_bench.sweep import _lm
+
+    monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path / "cache"))  # nothing fitted yet
+    config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"])
+    _lm(config)  # loaded once, before the cells race
+    fits = []
+    real_fit = MeanAcT.fit
+
+    def slow_counted_fit(self, *args, **kwargs):
+        fits.append(self)
+        time.sleep(0.5)  # long enough for the other cell to arrive while this one fits
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(MeanAcT, "fit", slow_counted_fit)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: fitted(config, "meanacts", "off", 0), range(2)))
+    assert len(fits) == 1
+    assert all(torch.equal(results[0][0].state[m]["beta"], results[1][0].state[m]["beta"]) for m in results[0][0].state)
 
 
 @pytest.mark.slow

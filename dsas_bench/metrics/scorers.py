@@ -491,11 +491,12 @@ class JigsawBiLSTMScorer(ToxicityScorer):
         self.note = ("Keras BiLSTM trained on Jigsaw (toxic-comment-classifier 0.3.0) ported to PyTorch: "
                      "a fallback, weaker than Detoxify; its scores are not comparable with Detoxify's")
 
-    def _map_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
+    def _map_batches(self, batches: list[list[str]]) -> Iterator[np.ndarray]:
         """Batches run side by side on ``workers`` threads, each op single-threaded: the LSTM's 100
-        small steps scale badly over intra-op threads (and collapse when cores are shared)."""
+        small steps scale badly over intra-op threads (and collapse when cores are shared). Yields
+        each batch's scores as it is done, so a progress bar over them moves."""
         with _intra_op_threads(1), ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(self._score_batch, batches))
+            yield from pool.map(self._score_batch, batches)
 
     @torch.inference_mode()
     def _score_batch(self, texts: list[str]) -> np.ndarray:
