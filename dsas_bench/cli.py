@@ -100,6 +100,9 @@ def _demo_defaults() -> dict[str, str]:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    from dsas_bench.config import field_types
+    from dsas_bench.fieldtypes import describe
+
     parser.add_argument("--task", default="demo", help="task config: a name in tasks/ (demo, paper, shared-rtp) "
                         "or a YAML path; flags override it (default: demo)")
     defaults = _demo_defaults()
@@ -113,13 +116,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=_setting, metavar="KEY=VALUE",
+                        help="set any task-config field, read as YAML and checked by its type; a list also as "
+                             "a,b (repeatable; flags and --set may not give one field twice). Fields: "
+                             + ", ".join(f"{name} ({describe(kind)})" for name, kind in field_types().items()))
     parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
                         "interventions instead of resuming (rows of other runs in the output directory are kept)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set {text!r} is not KEY=VALUE, e.g. --set temperature=0.7")
+    return key.strip(), value
+
+
 def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[str] | None) -> dict[str, Any]:
+    from dsas_bench.config import parse_settings
+
     overrides = {key: getattr(args, key) for _, key, _ in COMMON_FLAGS if getattr(args, key) is not None}
     if methods is not None:
         overrides["methods"] = methods
@@ -135,13 +151,16 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
         overrides["scorer_options"] = dict(args.scorer_option)
     if args.quiet:
         overrides["progress"] = False
-    return overrides
+    settings = parse_settings(args.settings)
+    twice = sorted(set(settings) & set(overrides))
+    if twice:
+        raise UsageError(f"{', '.join(twice)} given both by a flag and by --set: give each field once")
+    return {**overrides, **settings}
 
 
 def run(args: argparse.Namespace) -> int:
     """run / sweep: validate, run the cells not yet stored, summarise, plot."""
     from dsas_bench.config import load_config
-    from dsas_bench.sweep import run_sweep
 
     if getattr(args, "list_methods", False):
         return list_methods(args)
@@ -151,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         methods, dsas = args.methods, args.dsas_modes
     config = load_config(args.task, _overrides(args, methods, dsas))
+    from dsas_bench.sweep import run_sweep  # torch and the models: only once the flags are known to be good
+
     new_rows = list(run_sweep(config, fresh=args.fresh))
     from dsas_bench.results import ResultsStore
 
@@ -365,3 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsas-bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception:  # not bad input: a bug, shown in full
+        import traceback
+
+        traceback.print_exc()
+        print("dsas-bench: internal error (a bug, not your input): please report it on the dsas_bench issue "
+              "tracker with the command line and the traceback above", file=sys.stderr)
+        return 1

@@ -24,6 +24,17 @@ from dsas_bench.steering.hooks import Pooling, Site, SteeringMap
 STATE_FORMAT = "dsas_bench.steering-state"
 
 
+def _kind(value: Any) -> str:
+    """What kind of option value this is, for messages: a number, a string, a list..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return {str: "a string", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
 class SteeringMethod(ABC):
     """A registered steering method. Subclasses set ``defaults`` and implement the abstract parts."""
 
@@ -40,9 +51,21 @@ class SteeringMethod(ABC):
             raise UsageError(f"method {self.name!r} has no option {', '.join(unknown)}; "
                              f"its options are: {', '.join(sorted(self.defaults)) or 'none'}")
         self.options: dict[str, Any] = {**self.defaults, **options}
+        self.check_options()
         self.state: dict[str, dict[str, Tensor]] = {}
         self.hidden_size: int | None = None
         self.model_name: str | None = None
+
+    def check_options(self) -> None:
+        """Refuse an option whose kind differs from its default's (a number for a number, a list for a list...).
+
+        Subclasses add the checks of their values that need no model, so bad options fail before any work.
+        """
+        for key, default in self.defaults.items():
+            value = self.options[key]
+            if default is not None and _kind(value) != _kind(default):
+                raise UsageError(f"method {self.name!r} option {key} is {_kind(default)} (default {default!r}), "
+                                 f"got {value!r}")
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
