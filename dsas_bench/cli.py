@@ -235,19 +235,21 @@ def _report_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _report_dir(args: argparse.Namespace) -> Path:
-    """--output, or the first results directory (the folder of a JSONL file)."""
-    if args.output:
-        return Path(args.output)
+    """--output, or the first results directory (the folder of a JSONL file), checked to be writable."""
+    from dsas_bench.results import check_output_dir
+
     first = Path(args.results[0])
-    return first if first.is_dir() else first.parent
+    out = Path(args.output) if args.output else first if first.is_dir() else first.parent
+    check_output_dir(out)
+    return out
 
 
 def make_leaderboard(args: argparse.Namespace) -> int:
     """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
     from dsas_bench.analysis import write_leaderboard
 
-    paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl,
-                              n_boot=args.n_boot, seed=args.seed)
+    rows, out = _report_rows(args), _report_dir(args)
+    paths = write_leaderboard(rows, out, max_delta_ppl=args.max_delta_ppl, n_boot=args.n_boot, seed=args.seed)
     print(paths["md"].read_text(encoding="utf-8"))
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
@@ -274,12 +276,17 @@ def explain(args: argparse.Namespace) -> int:
     """explain: the DSAS scale of each token at each steered module, as a heatmap and coloured text."""
     import os
 
+    from dsas_bench.results import check_output_dir, load_rows
+
+    if args.output and Path(args.output).is_dir():
+        raise UsageError(f"--output {args.output} is a folder: give the heatmap's file name, e.g. {args.output}/x.png")
+    rows = load_rows([args.run])
+    check_output_dir(Path(args.output).parent if args.output else args.run)
     from dsas_bench.explain import choose_intervention, heatmap, render_terminal, token_scales
     from dsas_bench.models import load_model
-    from dsas_bench.results import load_rows
     from dsas_bench.sweep import intervention_dir, load_intervention
 
-    row = choose_intervention(load_rows([args.run]), args.run, args.method, args.dsas, args.seed)
+    row = choose_intervention(rows, args.run, args.method, args.dsas, args.seed)
     method, mode, seed, config = row["method"], row["dsas"], row["seed"], row["config"]
     lm = load_model(config["model"], device=args.device or config["device"], dtype=config["dtype"])
     steering, scaler = load_intervention(intervention_dir(args.run, method, mode, seed), lm)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from dsas_bench.activations import atomic_save, pooled_activations
+from dsas_bench.activations import atomic_save, load_state, pooled_activations
 from dsas_bench.data.loaders import FitSets
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
@@ -113,9 +113,7 @@ class SteeringMethod(ABC):
         """Load a saved state; with ``lm``, refuse one fitted on another model or hidden size."""
         from dsas_bench.steering.registry import get_method
 
-        saved = torch.load(path)
-        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
-            raise UsageError(f"{path} is not a dsas_bench steering state")
+        saved = load_state(path, STATE_FORMAT, "steering state")
         cls = get_method(saved["method"])
         if saved["version"] != cls.state_version:
             raise UsageError(f"{path} holds {saved['method']} state version {saved['version']}, this dsas_bench "
