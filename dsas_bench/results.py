@@ -197,7 +197,8 @@ def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Rows from results directories or JSONL files; a cell id stored twice is kept once, with a warning."""
+    """Rows from results directories or JSONL files; a cell id stored twice in one file is kept once, with a
+    warning."""
     rows: list[dict[str, Any]] = []
     for path in map(Path, paths):
         store = ResultsStore(path if path.is_dir() else path.parent)
@@ -205,8 +206,8 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             store.path = path
         if not path.exists() or not store.path.exists():
             raise UsageError(f"no results at {path}: run `dsas-bench run` first, or point at its --output")
-        rows.extend(store.rows())
-    return unique_rows(rows, ", ".join(map(str, paths)))
+        rows.extend(unique_rows(store.rows(), str(store.path)))
+    return rows
 
 
 def unique_rows(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:

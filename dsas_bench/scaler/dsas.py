@@ -121,8 +121,7 @@ class LinearScaler(ScalerBase):
         return sums / counts.clamp_min(1.0)
 
 
-def check_dsas_options(*, n_components: int, threshold: float, policy: str, context: str, cv: int,
-                       **_: Any) -> None:
+def check_dsas_options(*, n_components: int, policy: str, context: str, cv: int, **_: Any) -> None:
     """The checks of ``fit_dsas``'s options that need no data."""
     check_choice("weak-layer policy", policy, POLICIES)
     check_choice("context", context, CONTEXTS)
@@ -130,8 +129,6 @@ def check_dsas_options(*, n_components: int, threshold: float, policy: str, cont
         raise UsageError(f"n_components must be at least 1, got {n_components}")
     if cv < 2:
         raise UsageError(f"cv must be at least 2 folds, got {cv}")
-    if not 0 <= threshold <= 1:
-        raise UsageError(f"threshold is a cross-validated accuracy in [0, 1], got {threshold}")
 
 
 def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_components: int = 5,
@@ -141,7 +138,7 @@ def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_compon
 
     Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
     """
-    check_dsas_options(n_components=n_components, threshold=threshold, policy=policy, context=context, cv=cv)
+    check_dsas_options(n_components=n_components, policy=policy, context=context, cv=cv)
     texts, labels = fit_texts(sets)
     folds = int(min(cv, len(sets.source), len(sets.control)))
     if folds < 2:
