@@ -180,10 +180,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(new_rows)} new rows, {len(rows)} in all: {Path(config.output) / 'results.jsonl'} "
           f"(and results.csv)")
     if not args.no_plot:
+        from dsas_bench.errors import warn
         from dsas_bench.plots import plot_pareto
 
-        paths = plot_pareto(rows, Path(config.output) / "pareto")
-        print("Pareto plot: " + ", ".join(map(str, paths)))
+        try:
+            paths = plot_pareto(rows, Path(config.output) / "pareto")
+        except UsageError as exc:  # the rows are stored; only the picture has nothing to show
+            warn(f"no Pareto plot: {exc}")
+        else:
+            print("Pareto plot: " + ", ".join(map(str, paths)))
     return 0
 
 

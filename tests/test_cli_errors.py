@@ -262,6 +262,24 @@ def test_read_only_output_folder(run, read_only_dir):
     assert code == 2 and "not writable" in err and not out.exists()
 
 
+def test_unreachable_dask_scheduler_leaves_no_folder(run):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        code, err, out = run("--backend", "dask", "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9" in err and no_rows(out)
+
+
+def test_absurd_strength_is_flagged_and_kept_out_of_the_plot(run, capsys):
+    code, err, out = run("--strengths", "1e30")
+    rows = {row["method"]: row for row in ResultsStore(out).rows()}
+    assert code == 0 and rows["none"]["flags"] == [] and "nan-perplexity" in rows["linacts"]["flags"]
+    assert "nan-perplexity" in err and "left out of fronts" in err
+    assert main(["plot", str(out)]) == 2  # what is left is the baseline alone
+    err = capsys.readouterr().err
+    assert "1 flagged rows left out of the fronts" in err and "only the unsteered baseline" in err
+
+
 def test_a_second_writer_fails_at_once_naming_the_first(run, tmp_path):
     output = tmp_path / "busy"
     with ResultsStore(output).writing():
