@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dsas_bench.errors import UsageError
+from dsas_bench.errors import UsageError, warn
 
 
 def _list(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -100,7 +100,7 @@ def _demo_defaults() -> dict[str, str]:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    from dsas_bench.config import field_types
+    from dsas_bench.config import settable_fields
     from dsas_bench.fieldtypes import describe
 
     parser.add_argument("--task", default="demo", help="task config: a name in tasks/ (demo, paper, shared-rtp) "
@@ -119,7 +119,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[], type=_setting, metavar="KEY=VALUE",
                         help="set any task-config field, read as YAML and checked by its type; a list also as "
                              "a,b (repeatable; flags and --set may not give one field twice). Fields: "
-                             + ", ".join(f"{name} ({describe(kind)})" for name, kind in field_types().items()))
+                             + ", ".join(f"{name} ({describe(kind)})" for name, kind in settable_fields().items()))
     parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
                         "interventions instead of resuming (rows of other runs in the output directory are kept)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -180,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(new_rows)} new rows, {len(rows)} in all: {Path(config.output) / 'results.jsonl'} "
           f"(and results.csv)")
     if not args.no_plot:
-        from dsas_bench.errors import warn
         from dsas_bench.plots import plot_pareto
 
         try:

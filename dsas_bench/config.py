@@ -204,9 +204,14 @@ def field_types() -> dict[str, Any]:
     return declared_types(RunConfig)
 
 
+def settable_fields() -> dict[str, Any]:
+    """The fields ``--set`` takes (all but ``task``, which ``--task`` names) and their declared types."""
+    return {name: kind for name, kind in field_types().items() if name != "task"}
+
+
 def parse_settings(settings: list[tuple[str, str]]) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs as config values, each parsed and checked by its field's type."""
-    typed = field_types()
+    typed = settable_fields()
     parsed: dict[str, Any] = {}
     for key, text in settings:
         if key not in typed:

@@ -165,7 +165,8 @@ def test_task_value_of_the_wrong_type_or_shape(run, tmp_path, yaml_text, message
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ("nosuch=1", "--set nosuch: no such config field; the fields are: task (str)"),
+    ("nosuch=1", "--set nosuch: no such config field; the fields are: model (str), device (str)"),
+    ("task=paper", "--set task: no such config field"),
     ("n_prompts=abc", "--set n_prompts must be int or null, got str 'abc'"),
     ("strengths=0.5,x", "--set strengths must be list of float, got '0.5,x'"),
     ("fit_n=3", "fit_n given both by a flag and by --set"),
