@@ -109,7 +109,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-option", dest="method_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
     parser.add_argument("--dsas-option", dest="dsas_option", action="append", default=[], type=_option,
-                        metavar="KEY=VALUE", help="a DSAS option, e.g. n_components=5 (repeatable)")
+                        metavar="[MODE:]KEY=VALUE", help="an option of the DSAS mode MODE, e.g. on:n_components=5 "
+                        "or cast:decide_at=6 (repeatable; MODE may be left out when the run has one DSAS mode "
+                        "besides off); `dsas-bench ls scalers` lists each mode's options")
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
@@ -130,12 +132,27 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
             raise UsageError("--method-option applies to one method: give exactly one with --method/--methods")
         overrides["method_options"] = {methods[0]: dict(args.method_option)}
     if args.dsas_option:
-        overrides["dsas_options"] = dict(args.dsas_option)
+        overrides["dsas_options"] = _dsas_options(args.dsas_option, dsas)
     if args.scorer_option:
         overrides["scorer_options"] = dict(args.scorer_option)
     if args.quiet:
         overrides["progress"] = False
     return overrides
+
+
+def _dsas_options(given: list[tuple[str, Any]], modes: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``[MODE:]KEY`` options by DSAS mode; a key without a mode goes to the run's one mode besides off."""
+    scaled = [mode for mode in modes or [] if mode != "off"]
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in given:
+        mode, sep, name = key.rpartition(":")
+        if not sep:
+            if len(scaled) != 1:
+                raise UsageError(f"--dsas-option {key}=… names no DSAS mode and the command line gives "
+                                 f"{len(scaled)} modes besides off: write MODE:{key}=…, e.g. on:{key}=…")
+            mode = scaled[0]
+        options.setdefault(mode, {})[name] = value
+    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ from torch import Tensor
 import dsas_bench
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
-from dsas_bench.scaler import DSAS_MODES, CastGate, LinearScaler, fit_scaler, load_scaler
+from dsas_bench.scaler import fit_scaler, load_scaler, scaler_names
+from dsas_bench.scaler.cast import CastGate
+from dsas_bench.scaler.dsas import DSAS, LinearScaler
 from dsas_bench.scaler.dsas import fold, make_probe
 from dsas_bench.steering import registry
 from dsas_bench.steering.base import FitSets, SteeringMethod
@@ -54,8 +56,8 @@ def constant(modules: list[str], d: int, value: float, via: str) -> LinearScaler
     """s ≡ value through the formula (u = 0, c = ±inf: σ is exactly 0 or 1) or through the per-module modes."""
     n = len(modules)
     if via == "formula":
-        return LinearScaler(modules, torch.zeros(n, d), torch.full((n,), float("inf") if value else -float("inf")))
-    return LinearScaler(modules, torch.zeros(n, d), torch.zeros(n), ["full" if value else "off"] * n)
+        return DSAS(modules, torch.zeros(n, d), torch.full((n,), float("inf") if value else -float("inf")))
+    return DSAS(modules, torch.zeros(n, d), torch.zeros(n), ["full" if value else "off"] * n)
 
 
 class PluginShift(SteeringMethod):
@@ -170,7 +172,7 @@ def test_weak_layers_follow_the_policy(tiny_lm, modules, sets, policy):
 def test_save_load_round_trip_and_hidden_size_check(tiny_lm, running_mean, modules, sets, tmp_path):
     gate = fit_scaler("cast", tiny_lm, None, modules, sets)
     for scaler in (running_mean, gate):
-        path = scaler.save(tmp_path / f"{scaler.kind}.pt")
+        path = scaler.save(tmp_path / f"{scaler.name}.pt")
         loaded = load_scaler(path, tiny_lm)
         assert type(loaded) is type(scaler) and loaded.options == scaler.options
         assert loaded.diagnostics == scaler.diagnostics
@@ -190,7 +192,7 @@ def test_save_load_round_trip_and_hidden_size_check(tiny_lm, running_mean, modul
 def test_fit_scaler_rejects_bad_input(tiny_lm, modules, sets):
     linacts = get_method("linacts")()
     assert fit_scaler("off", tiny_lm, linacts, modules, sets) is None
-    with pytest.raises(UsageError, match=", ".join(DSAS_MODES)):
+    with pytest.raises(UsageError, match=", ".join(scaler_names())):
         fit_scaler("sometimes", tiny_lm, linacts, modules, sets)
     with pytest.raises(UsageError, match="lineas"):
         fit_scaler("e2e", tiny_lm, linacts, modules, sets)
