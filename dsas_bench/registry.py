@@ -77,6 +77,12 @@ class Registry(Generic[T]):
         for alias in (name, *aliases):
             self._aliases[normal_name(alias)] = name
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` and its aliases (e.g. a method registered for one notebook cell or test)."""
+        entry = self._entries.pop(self.canonical(name))
+        for alias in (entry.name, *entry.aliases):
+            self._aliases.pop(normal_name(alias), None)
+
     def register(self, name: str, *aliases: str) -> Callable[[C], C]:
         """Class decorator: register the class under ``name`` and ``aliases``."""
 
@@ -111,7 +117,7 @@ class Registry(Generic[T]):
             return next(fixed for fixed in self.fixed if normal_name(fixed) == normal_name(name))
         key = self._aliases.get(normal_name(name))
         if key is None:
-            raise UsageError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())} "
+            raise UsageError(f"unknown {self.kind} {name!r}; registered {self.kind}s: {', '.join(self.names())} "
                              f"(plug in more through the {self.group!r} entry-point group)")
         return key
 

@@ -37,7 +37,8 @@ from dsas_bench.errors import UsageError
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
-from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
+from dsas_bench.metrics.scorers import get_scorer
+from dsas_bench.metrics.scorers.base import ToxicityScorer
 from dsas_bench.metrics.toxicity import toxicity_summary
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules

@@ -54,7 +54,7 @@ def test_builtin_methods_and_aliases():
 
 
 def test_unknown_method_lists_registered_ones():
-    with pytest.raises(UsageError, match="registered methods: .*linacts"):
+    with pytest.raises(UsageError, match="registered steering methods: .*linacts"):
         get_method("linaact")
 
 

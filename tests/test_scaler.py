@@ -1,5 +1,6 @@
 """The DSAS scaler and the CAST gate on the tiny model: exactness, KV cache, padding, recording, state."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,13 +14,11 @@ from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
 from dsas_bench.scaler import fit_scaler, load_scaler, scaler_names
 from dsas_bench.scaler.cast import CastGate
-from dsas_bench.scaler.dsas import DSAS, LinearScaler
-from dsas_bench.scaler.dsas import fold, make_probe
-from dsas_bench.steering import registry
+from dsas_bench.scaler.dsas import DSAS, LinearScaler, fold, make_probe
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import HookManager, steer
 from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.registry import get_method, method_names, register_method
+from dsas_bench.steering.registry import METHODS, get_method, method_names, register_method
 
 DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
@@ -74,12 +73,10 @@ class PluginShift(SteeringMethod):
 
 
 @pytest.fixture
-def plugin(monkeypatch) -> str:
-    method_names()  # register the built-ins before the registry is swapped for a copy
-    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
-    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+def plugin() -> Iterator[str]:
     register_method("plugin-shift")(PluginShift)
-    return "plugin-shift"
+    yield "plugin-shift"
+    METHODS.remove("plugin-shift")
 
 
 def fitted(lm, name: str, sets: FitSets) -> tuple[SteeringMethod, list[str]]:

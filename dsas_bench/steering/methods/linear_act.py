@@ -19,7 +19,6 @@ from dsas_bench.progress import bar
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 from dsas_bench.steering.maps import SupportedAffineMap
-from dsas_bench.steering.registry import register_method
 
 JITTER = 1e-8
 
@@ -45,7 +44,6 @@ def sorted_linear_fit(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return omega, beta
 
 
-@register_method("linacts", "linear-act", "linear_act", "linact", "lin-act")
 class LinearAcT(SteeringMethod):
     """Linear-AcT: per-dimension sorted least-squares transport from source to target."""
 
@@ -99,7 +97,6 @@ class LinearAcT(SteeringMethod):
         return SupportedAffineMap(**params)
 
 
-@register_method("meanacts", "mean-act", "mean_act")
 class MeanAcT(LinearAcT):
     """Mean-AcT: T(h) = h − μ_source + μ_target on the same support."""
 
