@@ -61,7 +61,7 @@ class Registry(Generic[T]):
     kind: str  # e.g. "steering method", used in messages
     base: str
     group: str  # the entry-point group of plug-ins
-    fixed: tuple[str, ...] = ()  # names that stand for no class (e.g. the scaler mode "off")
+    fixed: Mapping[str, str] = field(default_factory=dict)  # names that stand for no class → what they mean
     _entries: dict[str, Entry] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
     _plugins_loaded: bool = False

@@ -236,3 +236,19 @@ def test_cast_gate_deciding_later_leaves_earlier_modules_off_for_the_prompt(tiny
     assert not records[modules[0]][0].any()  # the prompt pass: the earlier module waits for the decision
     for name in modules:
         assert all(torch.equal(step, decision) for step in records[name][1:])  # every generated token
+
+
+def test_layer_gate_keeps_the_layers_dsas_keeps_at_full_strength(tiny_lm, modules, sets):
+    accuracy = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0).diagnostics["accuracy"]
+    low, high = sorted(accuracy.values())
+    threshold = (low + high) / 2 if low < high else low  # one layer kept and one gated, when they differ
+    dsas = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=threshold)
+    gate = fit_scaler("gate", tiny_lm, None, modules, sets, n_components=3, threshold=threshold)
+    assert gate.diagnostics == dsas.diagnostics and dsas.diagnostics["gated"] != modules
+    h = torch.randn(2, 5, tiny_lm.hidden_size)
+    context = HookManager(tiny_lm.model).context
+    for name, mode in zip(modules, dsas.modes, strict=True):
+        expected = torch.full((2, 5, 1), 1.0 if mode == "on" else 0.0)
+        assert torch.equal(gate(name, h, context), expected), name
+        if mode == "on":  # DSAS itself scales each token by its probe
+            assert not torch.equal(dsas(name, h, context), expected)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsas_bench.errors import UsageError
 from dsas_bench.registry import Registry, resolve_options
 
 if TYPE_CHECKING:
@@ -27,12 +28,12 @@ if TYPE_CHECKING:
     from dsas_bench.scaler.base import ScalerBase
     from dsas_bench.steering.base import FitSets, SteeringMethod
 
-__all__ = ["OFF", "SCALERS", "check_scaler", "fit_scaler", "load_scaler", "register_scaler", "scaler_names",
-           "scaler_options", "trains_method"]
+__all__ = ["OFF", "SCALERS", "check_scaler", "fit_scaler", "load_scaler", "register_scaler", "scaler_label",
+           "scaler_names", "scaler_options", "trains_method"]
 
 OFF = "off"  # plain steering: no scaler, s ≡ 1
 SCALERS: Registry[ScalerBase] = Registry("DSAS mode", "dsas_bench.scaler.base:ScalerBase",
-                                         "dsas_bench.scalers", fixed=(OFF,))
+                                         "dsas_bench.scalers", fixed={OFF: "plain steering: no scaler, s ≡ 1"})
 SCALERS.add("on", "dsas_bench.scaler.dsas:DSAS", "dsas")
 SCALERS.add("e2e", "dsas_bench.scaler.e2e:E2EDSAS", "e2e-dsas")
 SCALERS.add("cast", "dsas_bench.scaler.cast:CastGate")
@@ -43,6 +44,14 @@ register_scaler = SCALERS.register
 def scaler_names() -> list[str]:
     """``off``, the built-in scalers, then the plug-ins."""
     return SCALERS.names()
+
+
+def scaler_label(mode: str) -> str:
+    """How plots and tables name the mode: ``plain``, the scaler's ``label``, or the mode itself when unknown."""
+    try:
+        return "plain" if SCALERS.canonical(mode) == OFF else SCALERS.get(mode).label or mode
+    except UsageError:  # rows of a plug-in that is not installed here
+        return mode
 
 
 def scaler_options(mode: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class ScalerBase(nn.Module, ABC):
     """
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # how plots name it; the registry name when empty
     defaults: ClassVar[dict[str, Any]] = {}
     state_version: ClassVar[int] = 2
     per_sequence: ClassVar[bool] = False  # True: one decision pools a whole sequence, so pads must be masked

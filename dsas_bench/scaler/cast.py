@@ -50,6 +50,7 @@ def balanced_cut(scores: np.ndarray, labels: np.ndarray) -> float:
 class CastGate(ScalerBase):
     """s ∈ {0, 1} per sequence, decided from the prompt's mean-pooled activation at ``module``."""
 
+    label = "CAST gate"
     defaults = {"threshold": "balanced", "val_fraction": 0.3, "n_components": None, "decide_at": 0, "seed": 0,
                 "batch_size": 16}
     per_sequence = True

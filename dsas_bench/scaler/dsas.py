@@ -128,6 +128,7 @@ class DSAS(LinearScaler):
     Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
     """
 
+    label = "DSAS"
     defaults = {"n_components": 5, "threshold": 0.75, "policy": "off", "context": "token", "cv": 5, "seed": 0,
                 "batch_size": 16}
 

@@ -61,6 +61,7 @@ class ControlPenalty:
 class E2EDSAS(LinearScaler):
     """E2E-DSAS: u_ℓ, c_ℓ learned jointly with LinEAS's maps (LinEAS's options — steps, lr, … — are the method's)."""
 
+    label = "E2E-DSAS"
     defaults = {"beta": 1.0, "gate": "sigmoid", "context": "token", "init_bias": None, "scaler_lr": None}
     trains_method = True
 

@@ -14,6 +14,8 @@ from dsas_bench.scaler.dsas import DSAS
 class LayerGate(DSAS):
     """DSAS's fitted gate with s ≡ 1 on every module it keeps."""
 
+    label = "layer gate"
+
     @staticmethod
     def kept_modes(modes: list[str]) -> list[str]:
         return ["full" if mode == "on" else mode for mode in modes]

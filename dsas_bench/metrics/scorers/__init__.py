@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 SCORERS: Registry[ToxicityScorer] = Registry("toxicity scorer", "dsas_bench.metrics.scorers.base:ToxicityScorer",
-                                             "dsas_bench.scorers", fixed=(AUTO,))
+                                             "dsas_bench.scorers",
+                                             fixed={AUTO: "detoxify when its weights are here, else jigsaw-bilstm"})
 _HERE = "dsas_bench.metrics.scorers"
 SCORERS.add("detoxify", f"{_HERE}.detoxify:DetoxifyScorer")
 SCORERS.add("jigsaw-bilstm", f"{_HERE}.jigsaw_bilstm:JigsawBiLSTMScorer")
