@@ -31,7 +31,8 @@ from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts  # n
 from dsas_bench.errors import UsageError  # noqa: E402
 from dsas_bench.models import LoadedModel, load_model  # noqa: E402
 from dsas_bench.modules import select_modules  # noqa: E402
-from dsas_bench.scaler import ScalerBase, fit_scaler  # noqa: E402
+from dsas_bench.scaler import fit_scaler  # noqa: E402
+from dsas_bench.scaler.base import ScalerBase  # noqa: E402
 from dsas_bench.steering.hooks import SteeringMap, steer  # noqa: E402
 from dsas_bench.steering.registry import get_method  # noqa: E402
 

@@ -5,7 +5,7 @@
   dsas-bench leaderboard results/demo         ranked table of methods with and without DSAS
   dsas-bench plot results/demo                Pareto fronts (PNG and SVG)
   dsas-bench explain "some text" --run results/demo   which tokens DSAS steers, per layer
-  dsas-bench methods                          registered steering methods (plugins included)
+  dsas-bench ls scalers                       what is registered: methods, scalers, scorers, tasks
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-option", dest="method_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
     parser.add_argument("--dsas-option", dest="dsas_option", action="append", default=[], type=_option,
-                        metavar="KEY=VALUE", help="a DSAS option, e.g. n_components=5 (repeatable)")
+                        metavar="[MODE:]KEY=VALUE", help="an option of the DSAS mode MODE, e.g. on:n_components=5 "
+                        "or cast:decide_at=6 (repeatable; MODE may be left out when the run has one DSAS mode "
+                        "besides off); `dsas-bench ls scalers` lists each mode's options")
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
@@ -146,7 +148,7 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
             raise UsageError("--method-option applies to one method: give exactly one with --method/--methods")
         overrides["method_options"] = {methods[0]: dict(args.method_option)}
     if args.dsas_option:
-        overrides["dsas_options"] = dict(args.dsas_option)
+        overrides["dsas_options"] = _dsas_options(args.dsas_option, dsas)
     if args.scorer_option:
         overrides["scorer_options"] = dict(args.scorer_option)
     if args.quiet:
@@ -158,12 +160,27 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
     return {**overrides, **settings}
 
 
+def _dsas_options(given: list[tuple[str, Any]], modes: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``[MODE:]KEY`` options by DSAS mode; a key without a mode goes to the run's one mode besides off."""
+    scaled = [mode for mode in modes or [] if mode != "off"]
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in given:
+        mode, sep, name = key.rpartition(":")
+        if not sep:
+            if len(scaled) != 1:
+                raise UsageError(f"--dsas-option {key}=… names no DSAS mode and the command line gives "
+                                 f"{len(scaled)} modes besides off: write MODE:{key}=…, e.g. on:{key}=…")
+            mode = scaled[0]
+        options.setdefault(mode, {})[name] = value
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     """run / sweep: validate, run the cells not yet stored, summarise, plot."""
     from dsas_bench.config import load_config
 
     if getattr(args, "list_methods", False):
-        return list_methods(args)
+        return list_registered(args)
     if args.command == "run":
         methods = [args.method] if args.method else None
         dsas = [args.dsas] if args.dsas else None
@@ -202,10 +219,39 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def list_methods(args: argparse.Namespace) -> int:
-    from dsas_bench.steering.registry import method_names
+def _registries() -> dict[str, Any]:
+    """What ``ls`` can list: each extension point's registry."""
+    from dsas_bench.metrics.scorers import SCORERS
+    from dsas_bench.scaler import SCALERS
+    from dsas_bench.steering.registry import METHODS
 
-    print("\n".join(method_names()))
+    return {"methods": METHODS, "scalers": SCALERS, "scorers": SCORERS}
+
+
+LS_KINDS = ("methods", "scalers", "scorers", "tasks")
+
+
+def list_registered(args: argparse.Namespace) -> int:
+    """ls: one line per registered name, with aliases, options and defaults; plug-ins marked by their package."""
+    kind = getattr(args, "kind", "methods")
+    if kind == "tasks":
+        from dsas_bench.config import TASKS_DIR
+
+        for path in sorted(TASKS_DIR.glob("*.yaml")):
+            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+            print(f"{path.stem:<14} {first}")
+        return 0
+    registry = _registries()[kind]
+    for fixed, meaning in registry.fixed.items():
+        print(f"{fixed:<14} (built in) {meaning}")
+    for entry in registry.entries():
+        origin = f"plug-in from {entry.package}" if entry.package else "built in"
+        aliases = f" also: {', '.join(entry.aliases)}" if entry.aliases else ""
+        if entry.error:
+            print(f"{entry.name:<14} ({origin}) BROKEN: {entry.error}")
+            continue
+        options = ", ".join(f"{key}={value!r}" for key, value in entry.target.defaults.items()) or "none"
+        print(f"{entry.name:<14} ({origin}){aliases}; options: {options}")
     return 0
 
 
@@ -327,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Pareto front next to the unsteered model. Reruns resume; --fresh recomputes.")
     run_parser.add_argument("--method", help="registered method (see `dsas-bench methods`); default linacts")
     run_parser.add_argument("--dsas", nargs="?", const="on", default=None, metavar="MODE",
-                            help="off (default when absent), on (the bare flag), e2e (trained jointly with "
-                                 "LinEAS) or cast (a CAST-style per-sequence gate)")
+                            help="when to steer: off (default when absent), on (DSAS; the bare flag), e2e "
+                                 "(DSAS trained jointly with LinEAS), cast (a CAST-style per-sequence gate), gate "
+                                 "(DSAS's layer selection alone, s = 1) or a plug-in (`dsas-bench ls scalers`)")
     run_parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     _add_common(run_parser)
     run_parser.set_defaults(handler=run)
@@ -338,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a matrix of cells through joblib (local processes with --jobs, or a Dask cluster with "
                     "--backend dask --scheduler ADDRESS). Same store and resume rules as run.")
     sweep_parser.add_argument("--methods", type=_list(str), help="comma-separated methods, e.g. linacts,iti")
-    sweep_parser.add_argument("--dsas-modes", type=_list(str), help="comma-separated DSAS modes, e.g. off,on")
+    sweep_parser.add_argument("--dsas-modes", type=_list(str),
+                              help="comma-separated DSAS modes, e.g. off,on,gate (see `dsas-bench ls scalers`)")
     _add_common(sweep_parser)
     sweep_parser.set_defaults(handler=run)
 
@@ -373,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("text", help="the text to explain, e.g. \"You are such a\"")
     add("--run", default="results/demo", help="results directory of a run with a DSAS mode (default: results/demo)")
     add("--method", help="method of the run to explain (needed when the run has several)")
-    add("--dsas", metavar="MODE", help="DSAS mode to explain: on, e2e or cast (default: the run's only DSAS mode)")
+    add("--dsas", metavar="MODE", help="DSAS mode to explain, e.g. on (default: the run's only DSAS mode)")
     add("--seed", type=_seed, help="fit seed (needed when the run has several)")
     add("--strength", type=_strength, default=1.0, help="strength λ of the steering (default: 1)")
     add("--device", help="auto, cpu, cuda, cuda:N or mps (default: the run's device)")
@@ -382,8 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="plain token[0.83] annotations instead of ANSI colours (also when not on a terminal)")
     explain_parser.set_defaults(handler=explain)
 
-    methods = commands.add_parser("methods", help="list the registered steering methods (plugins included)")
-    methods.set_defaults(handler=list_methods)
+    ls_parser = commands.add_parser(
+        "ls", help="what is registered: methods, scalers, scorers (plug-ins included) or tasks",
+        description="List the registered components of one extension point with their aliases, options and "
+                    "defaults; plug-ins are marked with the package that provides them.")
+    ls_parser.add_argument("kind", choices=LS_KINDS, help="the extension point to list")
+    ls_parser.set_defaults(handler=list_registered)
+    methods = commands.add_parser("methods", help="the same as `ls methods`")
+    methods.set_defaults(handler=list_registered, kind="methods")
     return parser
 
 

@@ -48,7 +48,7 @@ class RunConfig:
     methods: list[str] = field(default_factory=lambda: ["linacts"])
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dsas: list[str] = field(default_factory=lambda: ["off"])
-    dsas_options: dict[str, Any] = field(default_factory=dict)
+    dsas_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per DSAS mode
     modules: str | None = None  # a preset or regex; None: each method's default preset
     intervention: str | None = None  # a saved fitted state to use instead of fitting
     strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
@@ -104,17 +104,22 @@ class RunConfig:
 
     def check_steering(self) -> None:
         """Methods, DSAS modes and their options (this imports torch: after the checks that need nothing)."""
-        from dsas_bench.scaler import check_scaler_options
+        from dsas_bench.scaler import SCALERS, check_scaler
         from dsas_bench.steering.registry import get_method
 
         self.methods = [get_method(name).name for name in self.methods]
         for name in self.methods:
             get_method(name)(**self.method_options.get(name, {}))  # unknown options fail here
+        self.dsas = [SCALERS.canonical(mode) for mode in self.dsas]
+        self.dsas_options = {SCALERS.canonical(mode): options for mode, options in self.dsas_options.items()}
+        unused = sorted(set(self.dsas_options) - set(self.dsas))
+        if unused:
+            raise UsageError(f"DSAS options given for mode {', '.join(unused)}, which this run does not use "
+                             f"(its modes: {', '.join(self.dsas)}): name a mode of the run")
         for mode in self.dsas:
-            if mode != "off":
-                check_scaler_options(mode, self.dsas_options)
-        if "e2e" in self.dsas and any(name != "lineas" for name in self.methods):
-            raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
+            for name in self.methods:
+                self.dsas_options[mode] = check_scaler(mode, name, self.dsas_options.get(mode, {}))
+        self.dsas_options = {mode: options for mode, options in self.dsas_options.items() if options}
         if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):
             raise UsageError("--intervention gives one fitted state: use it with a single method and DSAS mode")
 
@@ -142,6 +147,8 @@ class RunConfig:
         if method == "none":
             skipped += STEERING_FIELDS
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
+        if method != "none":
+            config["dsas_options"] = self.dsas_options.get(dsas, {})
         return {**config, "method": method, "dsas": dsas, "method_options": self.method_options.get(method, {})}
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
-from dsas_bench.scaler import ScalerBase
+from dsas_bench.scaler.base import ScalerBase
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import steer
 from dsas_bench.sweep import BASELINE, METHOD_FILE, intervention_dir

@@ -10,6 +10,7 @@ list, and ``True`` is never an int.
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -41,8 +42,8 @@ def _scalar(value: Any, annotation: type) -> Any:
         if not math.isfinite(value):
             raise _Mismatch
         return float(value)
-    if annotation is str and isinstance(value, str):
-        return value
+    if annotation is str and isinstance(value, str | os.PathLike):
+        return os.fspath(value)  # a path given as a Path object is its string
     raise _Mismatch
 
 

@@ -30,29 +30,22 @@ from dsas_bench.analysis.pareto import (
 )
 from dsas_bench.errors import UsageError
 
-MODE_STYLES = {
-    "off": {"color": "tab:blue", "marker": "o", "label": "plain"},
-    "on": {"color": "tab:orange", "marker": "s", "label": "DSAS"},
-    "e2e": {"color": "tab:green", "marker": "^", "label": "E2E-DSAS"},
-    "cast": {"color": "tab:red", "marker": "D", "label": "CAST gate"},
-}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 AXIS_LABELS = {"tox_pct": "toxicity, % toxic continuations (lower is better)",
                "perplexity": "perplexity (lower is better)", "accuracy": "accuracy (higher is better)"}
 MAX_COLUMNS = 3
 
 
 def _styles(modes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Colour, marker, label and line style per DSAS mode; unknown modes get the next free colours."""
-    unknown = sorted(m for m in set(modes) if m not in MODE_STYLES)
-    extra = {m: {"color": f"C{4 + i}", "marker": "v", "label": m} for i, m in enumerate(unknown)}
-    styles = {**MODE_STYLES, **extra}
-    return {m: {**styles[m], "linestyle": "-" if m == PLAIN_MODE else "--"} for m in _ordered(modes)}
+    """Colour, marker, label and line style per DSAS mode, the same for a mode in every plot: modes in
+    registry order (plain first, solid; the others dashed), then modes no longer registered, by name."""
+    from dsas_bench.scaler import scaler_label, scaler_names
 
-
-def _ordered(modes: Sequence[str]) -> list[str]:
-    """Distinct modes, the known ones in ``MODE_STYLES`` order, then the rest by name."""
-    known = list(MODE_STYLES)
-    return sorted(set(modes), key=lambda m: (known.index(m) if m in known else len(known), m))
+    known = scaler_names()
+    order = sorted(set(modes), key=lambda m: (known.index(m) if m in known else len(known), m))
+    slot = {mode: known.index(mode) if mode in known else len(known) + i for i, mode in enumerate(order)}
+    return {m: {"color": f"C{slot[m] % 10}", "marker": MARKERS[slot[m] % len(MARKERS)], "label": scaler_label(m),
+                "linestyle": "-" if m == PLAIN_MODE else "--"} for m in order}
 
 
 def _new_figure(width: float, height: float) -> Figure:

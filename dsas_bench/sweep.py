@@ -37,13 +37,14 @@ from dsas_bench.errors import UsageError, warn
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
-from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
+from dsas_bench.metrics.scorers import get_scorer
+from dsas_bench.metrics.scorers.base import ToxicityScorer
 from dsas_bench.metrics.toxicity import toxicity_summary
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
 from dsas_bench.results import ResultsStore, quality_flags
-from dsas_bench.scaler import fit_scaler, load_scaler
+from dsas_bench.scaler import fit_scaler, load_scaler, trains_method
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.registry import get_method
@@ -197,9 +198,9 @@ def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[Steeri
             else:
                 steering = get_method(method)(**config.method_options.get(method, {}))
                 modules = _modules(config, method, lm)
-                if dsas != "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
+                if not trains_method(dsas):  # E2E-DSAS trains the method itself, jointly with its scaler
                     steering.fit(lm, modules, sets, batch_size=config.batch_size)
-            scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
+            scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options.get(dsas, {}))
             save_intervention(cached, steering, scaler)
     fit_time = time.perf_counter() - start
     save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)

@@ -8,7 +8,8 @@ import torch
 import dsas_bench
 from dsas_bench.activations import pooled_activations
 from dsas_bench.modules import select_modules
-from dsas_bench.scaler import LinearScaler, fit_scaler, load_scaler
+from dsas_bench.scaler import fit_scaler, load_scaler
+from dsas_bench.scaler.dsas import LinearScaler
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import steer
 from dsas_bench.steering.registry import get_method
@@ -42,7 +43,7 @@ def test_e2e_trains_saves_loads_and_generates(tiny_lm, modules, tmp_path, gate):
     method, scaler = train(tiny_lm, modules, gate=gate)
     assert len(method.losses) == 25 and any((p["omega"] != 1).any() for p in method.state.values())
     assert scaler.u.abs().sum() > 0 and not scaler.u.requires_grad
-    assert scaler.options["gate"] == gate and scaler.options["mode"] == "e2e"
+    assert scaler.options["gate"] == gate and scaler.name == "e2e"
     loaded_method = SteeringMethod.load(method.save(tmp_path / "lineas.pt"), tiny_lm)
     loaded_scaler = load_scaler(scaler.save(tmp_path / "scaler.pt"), tiny_lm)
     batch = tiny_lm.tokenizer(SETS.source[:3], return_tensors="pt", padding=True)

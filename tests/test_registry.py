@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,11 +19,9 @@ requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "dsas-bench-flip"
+name = "{package}"
 version = "0.1"
-
-[project.entry-points."dsas_bench.methods"]
-flip = "dsas_bench_flip:FlipSign"
+{entry_points}
 """
 
 PLUGIN_MODULE = '''
@@ -54,7 +53,7 @@ def test_builtin_methods_and_aliases():
 
 
 def test_unknown_method_lists_registered_ones():
-    with pytest.raises(UsageError, match="registered methods: .*linacts"):
+    with pytest.raises(UsageError, match="registered steering methods: .*linacts"):
         get_method("linaact")
 
 
@@ -70,15 +69,23 @@ def test_presets_select_in_forward_order(tiny_lm):
     assert select_modules(tiny_lm.model, r".*post.*layernorm") == select_modules(tiny_lm.model, "post-attn-norm")
 
 
-def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
-    source = tmp_path / "plugin"
-    (source / "dsas_bench_flip").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (source / "dsas_bench_flip" / "__init__.py").write_text(textwrap.dedent(PLUGIN_MODULE))
-    site = tmp_path / "site"
+def install_plugin(tmp_path: Path, package: str, module: str, entry_points: str) -> dict[str, str]:
+    """Install a one-module package declaring ``entry_points`` (pyproject TOML) into a folder of its own;
+    return an environment in which a child Python finds it (and this checkout)."""
+    source = tmp_path / package
+    (source / package.replace("-", "_")).mkdir(parents=True)
+    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(package=package, entry_points=entry_points))
+    (source / package.replace("-", "_") / "__init__.py").write_text(textwrap.dedent(module))
+    site = tmp_path / f"site-{package}"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(source)], check=True)
-    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    checkout = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), checkout]), "HF_HUB_OFFLINE": "1"}
+
+
+def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
+    env = install_plugin(tmp_path, "dsas-bench-flip", PLUGIN_MODULE,
+                         '[project.entry-points."dsas_bench.methods"]\nflip = "dsas_bench_flip:FlipSign"')
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "methods"], env=env, capture_output=True,
                             text=True, check=True)
     assert "flip" in listed.stdout.split()
@@ -95,3 +102,66 @@ def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
     # (every layer below the impossible threshold, policy=full: s ≡ 1, so the flip must show)
     baseline = next(row for row in rows if row["method"] == "none")
     assert steered["continuations"] != baseline["continuations"]
+
+
+SCALER_PLUGIN = '''
+"""A toy scaler: s ≡ 0.5 everywhere, so λ = 1 with it steers exactly like λ = 0.5 without."""
+from dsas_bench.scaler.base import ScalerBase
+
+
+class Half(ScalerBase):
+    defaults = {"value": 0.5}
+
+    def __init__(self, width, options=None, model_name=None):
+        super().__init__(options, model_name)
+        self.width = width
+
+    @classmethod
+    def fit(cls, lm, method, modules, sets, options):
+        return cls(lm.hidden_size, options, lm.name)
+
+    @property
+    def hidden_size(self):
+        return self.width
+
+    def config(self):
+        return {"width": self.width}
+
+    def scales(self, module, h, context):
+        return h.new_full((*h.shape[:-1], 1), self.options["value"])
+'''
+BROKEN_PLUGIN = "raise RuntimeError('this plug-in is broken')"
+QUICK_LINEAS = "method_options: {lineas: {steps: 3}, iti: {top_k: 4}}\n"
+
+
+def test_scaler_from_another_installed_package_wraps_every_method(tmp_path, tiny_model_dir):
+    env = install_plugin(tmp_path, "dsas-bench-half", SCALER_PLUGIN,
+                         '[project.entry-points."dsas_bench.scalers"]\nhalf = "dsas_bench_half:Half"')
+    broken = install_plugin(tmp_path, "dsas-bench-broken", BROKEN_PLUGIN,
+                            '[project.entry-points."dsas_bench.scalers"]\nbroken = "dsas_bench_broken:Nothing"')
+    env["PYTHONPATH"] = os.pathsep.join([broken["PYTHONPATH"], env["PYTHONPATH"]])
+    listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "scalers"], env=env, capture_output=True,
+                            text=True, check=True)
+    assert "half           (plug-in from dsas-bench-half); options: value=0.5" in listed.stdout
+    assert "plug-in 'broken' from dsas-bench-broken failed to load" in listed.stderr  # named, not a traceback
+    assert "on             (built in)" in listed.stdout and "broken" not in listed.stdout
+    nosuch = subprocess.run([sys.executable, "-m", "dsas_bench", "run", "--dsas", "nosuch"], env=env,
+                            capture_output=True, text=True)
+    assert nosuch.returncode == 2 and "off, on, e2e, cast, gate, half" in nosuch.stderr
+    task = tmp_path / "task.yaml"
+    task.write_text(QUICK_LINEAS)
+    output = tmp_path / "results"
+    methods = method_names()
+    ran = subprocess.run([sys.executable, "-m", "dsas_bench", "sweep", "--task", str(task), "--methods",
+                          ",".join(methods), "--dsas-modes", "off,half", "--strengths", "0.5,1", "--model",
+                          str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "3",
+                          "--max-new-tokens", "4", "--fit-n", "8", "--device", "cpu", "--quiet", "--no-plot",
+                          "--output", str(output)], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    rows = {(row["method"], row["dsas"], row["strength"]): row
+            for row in map(json.loads, (output / "results.jsonl").read_text().splitlines())}
+    for method in methods:  # h + 1 · 0.5 · (T(h) − h) is h + 0.5 · (T(h) − h): the same continuations
+        half, plain = rows[(method, "half", 1.0)], rows[(method, "off", 0.5)]
+        assert half["continuations"] == plain["continuations"], method
+        assert half["metrics"]["perplexity"] == pytest.approx(plain["metrics"]["perplexity"], rel=1e-5), method
+        assert half["intervention"]["scaler"]["options"] == {"value": 0.5}

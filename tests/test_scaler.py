@@ -1,5 +1,6 @@
 """The DSAS scaler and the CAST gate on the tiny model: exactness, KV cache, padding, recording, state."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,13 +12,13 @@ from torch import Tensor
 import dsas_bench
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
-from dsas_bench.scaler import DSAS_MODES, CastGate, LinearScaler, fit_scaler, load_scaler
-from dsas_bench.scaler.dsas import fold, make_probe
-from dsas_bench.steering import registry
+from dsas_bench.scaler import fit_scaler, load_scaler, scaler_names
+from dsas_bench.scaler.cast import CastGate
+from dsas_bench.scaler.dsas import DSAS, LinearScaler, fold, make_probe
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import HookManager, steer
 from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.registry import get_method, method_names, register_method
+from dsas_bench.steering.registry import METHODS, get_method, method_names, register_method
 
 DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
@@ -54,8 +55,8 @@ def constant(modules: list[str], d: int, value: float, via: str) -> LinearScaler
     """s ≡ value through the formula (u = 0, c = ±inf: σ is exactly 0 or 1) or through the per-module modes."""
     n = len(modules)
     if via == "formula":
-        return LinearScaler(modules, torch.zeros(n, d), torch.full((n,), float("inf") if value else -float("inf")))
-    return LinearScaler(modules, torch.zeros(n, d), torch.zeros(n), ["full" if value else "off"] * n)
+        return DSAS(modules, torch.zeros(n, d), torch.full((n,), float("inf") if value else -float("inf")))
+    return DSAS(modules, torch.zeros(n, d), torch.zeros(n), ["full" if value else "off"] * n)
 
 
 class PluginShift(SteeringMethod):
@@ -72,12 +73,10 @@ class PluginShift(SteeringMethod):
 
 
 @pytest.fixture
-def plugin(monkeypatch) -> str:
-    method_names()  # register the built-ins before the registry is swapped for a copy
-    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
-    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+def plugin() -> Iterator[str]:
     register_method("plugin-shift")(PluginShift)
-    return "plugin-shift"
+    yield "plugin-shift"
+    METHODS.remove("plugin-shift")
 
 
 def fitted(lm, name: str, sets: FitSets) -> tuple[SteeringMethod, list[str]]:
@@ -170,7 +169,7 @@ def test_weak_layers_follow_the_policy(tiny_lm, modules, sets, policy):
 def test_save_load_round_trip_and_hidden_size_check(tiny_lm, running_mean, modules, sets, tmp_path):
     gate = fit_scaler("cast", tiny_lm, None, modules, sets)
     for scaler in (running_mean, gate):
-        path = scaler.save(tmp_path / f"{scaler.kind}.pt")
+        path = scaler.save(tmp_path / f"{scaler.name}.pt")
         loaded = load_scaler(path, tiny_lm)
         assert type(loaded) is type(scaler) and loaded.options == scaler.options
         assert loaded.diagnostics == scaler.diagnostics
@@ -190,7 +189,7 @@ def test_save_load_round_trip_and_hidden_size_check(tiny_lm, running_mean, modul
 def test_fit_scaler_rejects_bad_input(tiny_lm, modules, sets):
     linacts = get_method("linacts")()
     assert fit_scaler("off", tiny_lm, linacts, modules, sets) is None
-    with pytest.raises(UsageError, match=", ".join(DSAS_MODES)):
+    with pytest.raises(UsageError, match=", ".join(scaler_names())):
         fit_scaler("sometimes", tiny_lm, linacts, modules, sets)
     with pytest.raises(UsageError, match="lineas"):
         fit_scaler("e2e", tiny_lm, linacts, modules, sets)
@@ -237,3 +236,19 @@ def test_cast_gate_deciding_later_leaves_earlier_modules_off_for_the_prompt(tiny
     assert not records[modules[0]][0].any()  # the prompt pass: the earlier module waits for the decision
     for name in modules:
         assert all(torch.equal(step, decision) for step in records[name][1:])  # every generated token
+
+
+def test_layer_gate_keeps_the_layers_dsas_keeps_at_full_strength(tiny_lm, modules, sets):
+    accuracy = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0).diagnostics["accuracy"]
+    low, high = sorted(accuracy.values())
+    threshold = (low + high) / 2 if low < high else low  # one layer kept and one gated, when they differ
+    dsas = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=threshold)
+    gate = fit_scaler("gate", tiny_lm, None, modules, sets, n_components=3, threshold=threshold)
+    assert gate.diagnostics == dsas.diagnostics and dsas.diagnostics["gated"] != modules
+    h = torch.randn(2, 5, tiny_lm.hidden_size)
+    context = HookManager(tiny_lm.model).context
+    for name, mode in zip(modules, dsas.modes, strict=True):
+        expected = torch.full((2, 5, 1), 1.0 if mode == "on" else 0.0)
+        assert torch.equal(gate(name, h, context), expected), name
+        if mode == "on":  # DSAS itself scales each token by its probe
+            assert not torch.equal(dsas(name, h, context), expected)

@@ -23,15 +23,11 @@ from transformers import (
 
 from dsas_bench.cli import main
 from dsas_bench.errors import UsageError
-from dsas_bench.metrics import scorers
-from dsas_bench.metrics.scorers import (
-    CHECKPOINT_ENV,
-    CONFIG_DIR_ENV,
-    KerasWordTokenizer,
-    detoxify_cache_path,
-    get_scorer,
-    scorer_names,
-)
+from dsas_bench.metrics.scorers import get_scorer, scorer_names
+from dsas_bench.metrics.scorers.base import ToxicityScorer
+from dsas_bench.metrics.scorers.detoxify import CHECKPOINT_ENV, CONFIG_DIR_ENV, detoxify_cache_path
+from dsas_bench.metrics.scorers.jigsaw_bilstm import KerasTokenizerState, KerasWordTokenizer
+from dsas_bench.metrics.scorers.roberta_rtc import ROBERTA_RTC_MODEL
 
 TEXTS = ["you are a stupid idiot", "have a nice day", "", "thanks for the edit, that is a nice idea",
          "idiot " * 80]
@@ -88,20 +84,20 @@ def jigsaw(shared_data: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def bilstm() -> scorers.ToxicityScorer:
+def bilstm() -> ToxicityScorer:
     return get_scorer("jigsaw-bilstm")
 
 
 def test_registry_names_and_unknown_scorer():
     assert scorer_names() == ["auto", "detoxify", "jigsaw-bilstm", "profanity", "roberta-rtc"]
-    with pytest.raises(UsageError, match="registered scorers: auto, detoxify, jigsaw-bilstm, profanity, rob"):
+    with pytest.raises(UsageError, match="registered toxicity scorers: auto, detoxify, jigsaw-bilstm, profanity, rob"):
         get_scorer("perspective")
 
 
 def test_bad_options_and_inputs_raise_usage_error(detoxify_files):
-    with pytest.raises(UsageError, match="accepts: weights_dir, batch_size, workers"):
+    with pytest.raises(UsageError, match="its options are: batch_size, weights_dir, workers"):
         get_scorer("jigsaw-bilstm", variant="original")
-    with pytest.raises(UsageError, match="scorer 'auto' does not take the options \\['workers'\\]"):
+    with pytest.raises(UsageError, match="scorer 'auto' .*has no option workers"):
         get_scorer("auto", workers=2)
     with pytest.raises(UsageError, match="workers must be a positive integer"):
         get_scorer("jigsaw-bilstm", workers=0)
@@ -226,14 +222,14 @@ def test_scorer_options_reach_the_scorer_from_the_command_line(tiny_roberta, tin
 def test_roberta_rtc_unavailable_offline_is_a_usage_error():
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(scorers.ROBERTA_RTC_MODEL, "config.json"), str):
+    if isinstance(try_to_load_from_cache(ROBERTA_RTC_MODEL, "config.json"), str):
         pytest.skip("s-nlp/roberta_toxicity_classifier is in the local Hugging Face cache")
     with pytest.raises(UsageError, match="roberta-rtc could not load .*pass model=<local directory>"):
         get_scorer("roberta-rtc")
 
 
 def test_keras_tokenizer_port():
-    state = scorers._KerasTokenizerState()
+    state = KerasTokenizerState()
     state.__dict__.update(word_index={"hello": 1, "world": 2, "it's": 3, "rare": 4}, num_words=4, lower=True,
                           filters='!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n', split=" ", char_level=False,
                           oov_token=None)

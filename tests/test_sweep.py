@@ -111,7 +111,7 @@ def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp
     config = tiny_run_config(tiny_model_dir, tmp_path, methods=["lineas"], dsas=["e2e"],
                              method_options={"lineas": {"steps": 3, "sample_size": 4}})
     steering, scaler, _ = fitted(config, "lineas", "e2e", seed=0)
-    assert len(steering.losses) == 3 and scaler.options["mode"] == "e2e"
+    assert len(steering.losses) == 3 and scaler.name == "e2e"
     assert set(steering.state) == set(scaler.module_names) and len(scaler.module_names) > 0
 
 

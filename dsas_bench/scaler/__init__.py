@@ -1,69 +1,94 @@
-"""When to steer: the DSAS scaler, E2E-DSAS and the CAST-style gate, for any steering method.
+"""When to steer: the registry of scalers and the three calls the sweep makes.
 
 A scaler plugs into the hook manager (``steer(model, maps, λ, scaler)``) and scales each token's
-step at each module without the method knowing. ``fit_scaler`` is the one entry point::
+step at each module without the method knowing. Built in: ``on`` (DSAS), ``e2e`` (DSAS trained
+jointly with LinEAS), ``cast`` (a CAST-style per-sequence gate) and ``gate`` (DSAS's layer
+selection alone); ``off`` is plain steering (no scaler). Another package adds one through the
+``dsas_bench.scalers`` entry-point group (a ``ScalerBase`` subclass)::
 
     scaler = fit_scaler("on", lm, method, modules, sets, threshold=0.75)
     with steer(lm.model, method.maps(lm.device), strength, scaler), scaler.recording():
         lm.model.generate(**batch)
     scaler.token_scales()  # module -> (batch, tokens) scales, for ``explain``
+
+This module imports no torch: names and options can be checked before anything heavy loads.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dsas_bench.errors import UsageError
-from dsas_bench.fieldtypes import check_value, declared_types
-from dsas_bench.models import LoadedModel
-from dsas_bench.scaler.base import ScalerBase, load_scaler
-from dsas_bench.scaler.cast import CastGate, check_cast_options, fit_cast
-from dsas_bench.scaler.dsas import LinearScaler, check_dsas_options, fit_dsas
-from dsas_bench.scaler.e2e import check_e2e_options, train_e2e
-from dsas_bench.steering.base import FitSets, SteeringMethod
+from dsas_bench.registry import Registry, check_options
 
-__all__ = ["DSAS_MODES", "CastGate", "LinearScaler", "ScalerBase", "check_scaler_options", "fit_scaler", "load_scaler",
-           "scaler_options"]
+if TYPE_CHECKING:
+    from dsas_bench.models import LoadedModel
+    from dsas_bench.scaler.base import ScalerBase
+    from dsas_bench.steering.base import FitSets, SteeringMethod
 
-DSAS_MODES = ("off", "on", "e2e", "cast")
-_FITTERS = {"on": fit_dsas, "e2e": train_e2e, "cast": fit_cast}
-_CHECKS = {"on": check_dsas_options, "e2e": check_e2e_options, "cast": check_cast_options}
+__all__ = ["OFF", "SCALERS", "check_scaler", "fit_scaler", "load_scaler", "register_scaler", "scaler_label",
+           "scaler_names", "scaler_options", "trains_method"]
+
+OFF = "off"  # plain steering: no scaler, s ≡ 1
+SCALERS: Registry[ScalerBase] = Registry("DSAS mode", "dsas_bench.scaler.base:ScalerBase",
+                                         "dsas_bench.scalers", fixed={OFF: "plain steering: no scaler, s ≡ 1"})
+SCALERS.add("on", "dsas_bench.scaler.dsas:DSAS", "dsas")
+SCALERS.add("e2e", "dsas_bench.scaler.e2e:E2EDSAS", "e2e-dsas")
+SCALERS.add("cast", "dsas_bench.scaler.cast:CastGate")
+SCALERS.add("gate", "dsas_bench.scaler.gate:LayerGate", "layer-selection")
+register_scaler = SCALERS.register
+
+
+def scaler_names() -> list[str]:
+    """``off``, the built-in scalers, then the plug-ins."""
+    return SCALERS.names()
+
+
+def scaler_label(mode: str) -> str:
+    """How plots and tables name the mode: ``plain``, the scaler's ``label``, or the mode itself when unknown."""
+    try:
+        return "plain" if SCALERS.canonical(mode) == OFF else SCALERS.get(mode).label or mode
+    except UsageError:  # rows of a plug-in that is not installed here
+        return mode
 
 
 def scaler_options(mode: str) -> dict[str, Any]:
-    """The options ``fit_scaler`` accepts for ``mode``, with their defaults."""
-    if mode not in DSAS_MODES:
-        raise UsageError(f"unknown DSAS mode {mode!r}: use one of {', '.join(DSAS_MODES)}")
-    if mode == "off":
-        return {}
-    parameters = inspect.signature(_FITTERS[mode]).parameters.values()
-    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    """The options of scaler ``mode`` with their defaults (none for ``off``)."""
+    return {} if SCALERS.canonical(mode) == OFF else dict(SCALERS.get(mode).defaults)
 
 
-def check_scaler_options(mode: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` for ``mode`` checked before any work: known names, declared types, the values that need no data."""
-    known = scaler_options(mode)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise UsageError(f"DSAS mode {mode!r} has no option {', '.join(unknown)}; its options are: "
-                         f"{', '.join(known) or 'none'}")
-    if mode == "off":
-        return dict(options)
-    typed = declared_types(_FITTERS[mode])
-    checked = {key: check_value(value, typed[key], f"DSAS option {key}") for key, value in options.items()}
-    _CHECKS[mode](**{**known, **checked})
+def trains_method(mode: str) -> bool:
+    """True for a scaler that trains the method jointly with itself (E2E-DSAS): the method is not fitted alone."""
+    return SCALERS.canonical(mode) != OFF and SCALERS.get(mode).trains_method
+
+
+def check_scaler(mode: str, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of scaler ``mode`` checked (names, types, the values that need no data) and coerced, for
+    steering method ``method``; a UsageError also for a method the scaler cannot wrap. Nothing is fitted."""
+    if SCALERS.canonical(mode) == OFF:
+        return check_options(f"DSAS mode {OFF!r}", {}, options)
+    cls = SCALERS.get(mode)
+    cls.check_method(method)
+    checked = check_options(f"DSAS mode {cls.name!r}", cls.defaults, options, cls.option_types)
+    cls.check_values({**cls.defaults, **checked})
     return checked
 
 
-def fit_scaler(mode: str, lm: LoadedModel, method: SteeringMethod, modules: Sequence[str], sets: FitSets,
+def fit_scaler(mode: str, lm: LoadedModel, method: SteeringMethod | None, modules: Sequence[str], sets: FitSets,
                **options: Any) -> ScalerBase | None:
-    """``off``: None; ``on``: the DSAS scaler fitted on ``sets.source`` vs ``sets.control``; ``cast``: the
-    CAST-style gate; ``e2e``: train LinEAS ``method`` (its state updated in place) jointly with a scaler."""
-    options = check_scaler_options(mode, options)
-    if mode == "off":
+    """``off``: None; otherwise scaler ``mode`` fitted for ``method`` on ``modules`` (``sets.source`` vs
+    ``sets.control``). A scaler that ``trains_method`` updates ``method``'s state in place."""
+    checked = check_scaler(mode, method.name if method is not None else "", options)
+    if SCALERS.canonical(mode) == OFF:
         return None
-    if mode == "e2e":
-        return train_e2e(lm, method, modules, sets, **options)
-    return _FITTERS[mode](lm, modules, sets, **options)
+    cls = SCALERS.get(mode)
+    return cls.fit(lm, method, modules, sets, {**cls.defaults, **checked}).to(lm.device)
+
+
+def load_scaler(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """A saved scaler of any registered kind; with ``lm``, refused when fitted on another model or hidden size."""
+    from dsas_bench.scaler.base import load_scaler_state
+
+    return load_scaler_state(path, lm)

@@ -1,14 +1,15 @@
-"""What every scaler shares: opt-in recording of its scales, options and diagnostics, a saved state.
+"""What every scaler shares: fitting from options, opt-in recording of its scales, a saved state.
 
 A scaler is an ``nn.Module`` implementing the hook manager's ``Scaler`` protocol: called with a
 module name, the un-steered value h (batch, tokens, d) there and the ``TokenContext``, it
-returns scales (batch, tokens, 1). Recording is off by default and then costs one flag check.
+returns scales (batch, tokens, 1). It is built by ``fit`` from its ``defaults`` overridden by the
+run's options. Recording is off by default and then costs one flag check.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,25 +20,26 @@ from torch import Tensor, nn
 from dsas_bench.activations import atomic_save, load_state
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import TokenContext
 
 SCALER_FORMAT = "dsas_bench.scaler-state"
 
 
 class ScalerBase(nn.Module, ABC):
-    """Base of the scalers: subclasses set ``kind`` and implement ``scales``, ``hidden_size`` and ``config``.
+    """Base of the scalers: subclasses set ``defaults`` and implement ``fit``, ``scales``, ``hidden_size``
+    and ``config``; the registry sets ``name``, which also names the saved state's kind.
 
     ``options`` (what was asked for) and ``diagnostics`` (what fitting found) go into results.
     """
 
-    kind: ClassVar[str] = ""
-    state_version: ClassVar[int] = 1
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # how plots name it; the registry name when empty
+    defaults: ClassVar[dict[str, Any]] = {}
+    option_types: ClassVar[dict[str, Any]] = {}  # types of the options whose type is not their default's
+    state_version: ClassVar[int] = 2
     per_sequence: ClassVar[bool] = False  # True: one decision pools a whole sequence, so pads must be masked
-    kinds: ClassVar[dict[str, type[ScalerBase]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any):
-        super().__init_subclass__(**kwargs)
-        ScalerBase.kinds[cls.kind] = cls
+    trains_method: ClassVar[bool] = False  # True: ``fit`` trains the method jointly (it is not fitted alone)
 
     def __init__(self, options: dict[str, Any] | None = None, model_name: str | None = None):
         super().__init__()
@@ -46,6 +48,20 @@ class ScalerBase(nn.Module, ABC):
         self.model_name = model_name
         self.records: dict[str, list[Tensor]] = {}
         self._recording = False
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, lm: LoadedModel, method: SteeringMethod | None, modules: Sequence[str], sets: FitSets,
+            options: dict[str, Any]) -> ScalerBase:
+        """The scaler fitted for ``method`` on ``modules`` from ``sets``; ``options`` has every key of ``defaults``."""
+
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        """Raise a UsageError for option values that are wrong whatever the data (called before any work)."""
+
+    @classmethod
+    def check_method(cls, method: str) -> None:
+        """Raise a UsageError when this scaler cannot wrap the registered steering method ``method``."""
 
     @property
     @abstractmethod
@@ -85,17 +101,22 @@ class ScalerBase(nn.Module, ABC):
     def save(self, path: str | Path) -> Path:
         """Write the scaler (small, versioned) atomically."""
         path = Path(path)
-        atomic_save({"format": SCALER_FORMAT, "kind": self.kind, "version": self.state_version,
+        atomic_save({"format": SCALER_FORMAT, "kind": self.name, "version": self.state_version,
                      "options": self.options, "diagnostics": self.diagnostics, "model": self.model_name,
                      "hidden_size": self.hidden_size, "config": self.config(),
                      "tensors": {key: value.detach().cpu() for key, value in self.state_dict().items()}}, path)
         return path
 
 
-def load_scaler(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
-    """Load a saved scaler; with ``lm``, refuse one fitted on another model or hidden size."""
+def load_scaler_state(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """Load a saved scaler of any registered kind; with ``lm``, refuse one fitted on another model or hidden size."""
+    from dsas_bench.scaler import SCALERS
+
     saved = load_state(path, SCALER_FORMAT, "scaler state")
-    cls = ScalerBase.kinds.get(saved["kind"])
+    try:
+        cls = SCALERS.get(saved["kind"])
+    except UsageError:
+        cls = None
     if cls is None or saved["version"] != cls.state_version:
         raise UsageError(f"{path} holds a {saved['kind']!r} scaler of version {saved['version']} that this "
                          f"dsas_bench cannot read: refit it")

@@ -32,7 +32,7 @@ from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.base import ScalerBase
 from dsas_bench.scaler.dsas import fit_texts, fold, make_probe
-from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import TokenContext, pool
 
 
@@ -50,7 +50,10 @@ def balanced_cut(scores: np.ndarray, labels: np.ndarray) -> float:
 class CastGate(ScalerBase):
     """s ∈ {0, 1} per sequence, decided from the prompt's mean-pooled activation at ``module``."""
 
-    kind = "cast"
+    label = "CAST gate"
+    defaults = {"threshold": "balanced", "val_fraction": 0.3, "n_components": None, "decide_at": 0, "seed": 0,
+                "batch_size": 16}
+    option_types = {"threshold": float | str, "n_components": int | None}
     per_sequence = True
 
     def __init__(self, module: str, u: Tensor, c: Tensor, cut: float, before: Sequence[str] = (),
@@ -68,6 +71,54 @@ class CastGate(ScalerBase):
     def config(self) -> dict[str, Any]:
         return {"module": self.module, "cut": self.cut, "before": self.before}
 
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        threshold, n_components = options["threshold"], options["n_components"]
+        if threshold != "balanced" and not (isinstance(threshold, float) and 0 < threshold < 1):
+            raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
+        if not 0 < options["val_fraction"] < 1:
+            raise UsageError(f"val_fraction must be in (0, 1), got {options['val_fraction']}")
+        if n_components is not None and n_components < 1:
+            raise UsageError(f"n_components must be at least 1 (or null: standardise), got {n_components}")
+        if options["decide_at"] < 0:
+            raise UsageError(f"decide_at indexes the steered modules from 0, got {options['decide_at']}")
+
+    @classmethod
+    def fit(cls, lm: LoadedModel, method: SteeringMethod | None, modules: Sequence[str], sets: FitSets,
+            options: dict[str, Any]) -> CastGate:
+        """Fit the gate's classifier on source vs control at the ``decide_at``-th of ``modules``; pick the cut.
+
+        ``threshold="balanced"`` chooses the cut with the best balanced accuracy on a held-out
+        ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
+        ``n_components=None`` standardises instead of PCA.
+        """
+        threshold, decide_at, seed = options["threshold"], options["decide_at"], options["seed"]
+        chosen = set(modules)
+        ordered = [name for name, _ in lm.model.named_modules() if name in chosen]
+        if not 0 <= decide_at < len(ordered):
+            raise UsageError(f"decide_at must index the {len(ordered)} steered modules (0 to {len(ordered) - 1}), "
+                             f"not {decide_at}")
+        module = ordered[decide_at]
+        texts, labels = fit_texts(sets)
+        acts = pooled_activations(lm, texts, [module], batch_size=options["batch_size"],
+                                  progress=False)[module].double().numpy()
+        try:
+            x_fit, x_val, y_fit, y_val = train_test_split(acts, labels, test_size=options["val_fraction"],
+                                                          random_state=seed, stratify=labels)
+        except ValueError as exc:
+            raise UsageError(f"cannot hold out {options['val_fraction']} of the sentences for the CAST threshold "
+                             f"({exc}): add sentences or change val_fraction") from exc
+        probe = make_probe(options["n_components"], seed).fit(x_fit, y_fit)
+        u, c = fold(probe, lm.hidden_size)
+        scores = probe.decision_function(x_val)
+        cut = balanced_cut(scores, y_val) if threshold == "balanced" else float(np.log(threshold / (1 - threshold)))
+        gate = cls(module, u, c, cut, ordered[:decide_at], options, lm.name)
+        flagged = scores > cut
+        gate.diagnostics = {"module": module, "cut": cut,
+                            "validation_steered_source": float(flagged[y_val == 1].mean()),
+                            "validation_steered_control": float(flagged[y_val == 0].mean())}
+        return gate
+
     def scales(self, module: str, h: Tensor, context: TokenContext) -> Tensor:
         if context.new_sequence and module in self.before:
             return h.new_zeros((*h.shape[:-1], 1))
@@ -77,53 +128,3 @@ class CastGate(ScalerBase):
             raise UsageError(f"the CAST gate decides at {self.module!r}, which this steering did not reach before "
                              f"{module!r}: steer the modules the gate was fitted for")
         return self._steer[:, None, None].expand(*h.shape[:-1], 1)
-
-
-def check_cast_options(*, threshold: float | str, val_fraction: float, n_components: int | None, decide_at: int,
-                       **_: Any) -> None:
-    """The checks of ``fit_cast``'s options that need no data."""
-    if threshold != "balanced" and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
-        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
-    if not 0 < val_fraction < 1:
-        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if n_components is not None and n_components < 1:
-        raise UsageError(f"n_components must be at least 1 (or null: standardise), got {n_components}")
-    if decide_at < 0:
-        raise UsageError(f"decide_at indexes the steered modules from 0, got {decide_at}")
-
-
-def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshold: float | str = "balanced",
-             val_fraction: float = 0.3, n_components: int | None = None, decide_at: int = 0, seed: int = 0,
-             batch_size: int = 16) -> CastGate:
-    """Fit the gate's classifier on source vs control at the ``decide_at``-th of ``modules``; pick the cut.
-
-    ``threshold="balanced"`` chooses the cut with the best balanced accuracy on a held-out
-    ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
-    ``n_components=None`` standardises instead of PCA.
-    """
-    check_cast_options(threshold=threshold, val_fraction=val_fraction, n_components=n_components, decide_at=decide_at)
-    chosen = set(modules)
-    ordered = [name for name, _ in lm.model.named_modules() if name in chosen]
-    if not 0 <= decide_at < len(ordered):
-        raise UsageError(f"decide_at must index the {len(ordered)} steered modules (0 to {len(ordered) - 1}), "
-                         f"not {decide_at}")
-    module = ordered[decide_at]
-    texts, labels = fit_texts(sets)
-    acts = pooled_activations(lm, texts, [module], batch_size=batch_size, progress=False)[module].double().numpy()
-    try:
-        x_fit, x_val, y_fit, y_val = train_test_split(acts, labels, test_size=val_fraction,
-                                                      random_state=seed, stratify=labels)
-    except ValueError as exc:
-        raise UsageError(f"cannot hold out {val_fraction} of the sentences for the CAST threshold ({exc}): "
-                         f"add sentences or change val_fraction") from exc
-    probe = make_probe(n_components, seed).fit(x_fit, y_fit)
-    u, c = fold(probe, lm.hidden_size)
-    scores = probe.decision_function(x_val)
-    cut = balanced_cut(scores, y_val) if threshold == "balanced" else float(np.log(threshold / (1 - threshold)))
-    options = {"mode": "cast", "threshold": threshold, "val_fraction": val_fraction, "n_components": n_components,
-               "decide_at": decide_at, "seed": seed}
-    gate = CastGate(module, u, c, cut, ordered[:decide_at], options, lm.name)
-    flagged = scores > cut
-    gate.diagnostics = {"module": module, "cut": cut, "validation_steered_source": float(flagged[y_val == 1].mean()),
-                        "validation_steered_control": float(flagged[y_val == 0].mean())}
-    return gate.to(lm.device)

@@ -6,7 +6,8 @@ cross-validated accuracy decides whether the module is trusted: below the thresh
 gated off (s ≡ 0, or s ≡ 1 with policy ``full``). The probe is affine before its sigmoid, so it
 folds into one vector and a bias: s(h) = σ(uᵀh + c), a dot product and a sigmoid per token.
 
-``LinearScaler`` also serves E2E-DSAS (learned u, c; sigmoid or ReLU gate). It reads the token's
+``LinearScaler``, the formula, also serves E2E-DSAS (learned u, c; sigmoid or ReLU gate) and the
+layer-selection gate. It reads the token's
 value, or (``context="running-mean"``) the mean of the un-steered values of the sequence's real
 tokens so far; uᵀ(mean h) = mean(uᵀh), so only a running sum of uᵀh per sequence is carried
 across KV-cached passes.
@@ -14,6 +15,7 @@ across KV-cached passes.
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +32,7 @@ from dsas_bench.activations import pooled_activations
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.base import ScalerBase
-from dsas_bench.steering.base import FitSets
+from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import TokenContext
 
 GATES = {"sigmoid": torch.sigmoid, "relu": torch.relu}
@@ -64,13 +66,12 @@ def fit_texts(sets: FitSets) -> tuple[list[str], np.ndarray]:
     return [*sets.source, *sets.control], np.r_[np.ones(len(sets.source)), np.zeros(len(sets.control))]
 
 
-class LinearScaler(ScalerBase):
+class LinearScaler(ScalerBase, ABC):
     """s_ℓ = g(u_ℓᵀx + c_ℓ) per token, g a sigmoid or ReLU, x the token's un-steered value or the running mean.
 
-    ``modes`` per module: ``on`` (the formula), ``off`` (s ≡ 0) or ``full`` (s ≡ 1).
+    ``modes`` per module: ``on`` (the formula), ``off`` (s ≡ 0) or ``full`` (s ≡ 1). Subclasses say how
+    u, c and the modes are fitted.
     """
-
-    kind = "linear"
 
     def __init__(self, module_names: Sequence[str], u: Tensor, c: Tensor, modes: Sequence[str] | None = None,
                  gate: str = "sigmoid", context: str = "token", options: dict[str, Any] | None = None,
@@ -121,45 +122,57 @@ class LinearScaler(ScalerBase):
         return sums / counts.clamp_min(1.0)
 
 
-def check_dsas_options(*, n_components: int, policy: str, context: str, cv: int, **_: Any) -> None:
-    """The checks of ``fit_dsas``'s options that need no data."""
-    check_choice("weak-layer policy", policy, POLICIES)
-    check_choice("context", context, CONTEXTS)
-    if n_components < 1:
-        raise UsageError(f"n_components must be at least 1, got {n_components}")
-    if cv < 2:
-        raise UsageError(f"cv must be at least 2 folds, got {cv}")
-
-
-def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_components: int = 5,
-             threshold: float = 0.75, policy: str = "off", context: str = "token", cv: int = 5, seed: int = 0,
-             batch_size: int = 16) -> LinearScaler:
+class DSAS(LinearScaler):
     """The DSAS scaler: per module a folded PCA + logistic probe of source (toxic) vs control (neutral).
 
     Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
     """
-    check_dsas_options(n_components=n_components, policy=policy, context=context, cv=cv)
-    texts, labels = fit_texts(sets)
-    folds = int(min(cv, len(sets.source), len(sets.control)))
-    if folds < 2:
-        raise UsageError("cross-validation needs at least 2 folds and 2 sentences per set: raise cv or add sentences")
-    largest = min(lm.hidden_size, len(labels) - len(labels) // folds - 1)
-    if not 1 <= n_components <= largest:
-        raise UsageError(f"n_components must be between 1 and {largest} for {len(labels)} sentences in {folds} "
-                         f"folds: lower it or add sentences")
-    acts = {name: value.double().numpy() for name, value in
-            pooled_activations(lm, texts, modules, batch_size=batch_size, progress=False).items()}
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    accuracy, us, cs, modes = {}, [], [], []
-    for name in modules:
-        accuracy[name] = float(cross_val_score(make_probe(n_components, seed), acts[name], labels, cv=splitter).mean())
-        u, c = fold(make_probe(n_components, seed).fit(acts[name], labels), lm.hidden_size)
-        us.append(u)
-        cs.append(c)
-        modes.append("on" if accuracy[name] >= threshold else policy)
-    options = {"mode": "on", "n_components": n_components, "threshold": threshold, "policy": policy,
-               "context": context, "gate": "sigmoid", "cv": folds, "seed": seed}
-    scaler = LinearScaler(modules, torch.stack(us), torch.stack(cs), modes, "sigmoid", context, options, lm.name)
-    gated = [name for name, mode in zip(modules, modes, strict=True) if mode != "on"]
-    scaler.diagnostics = {"accuracy": accuracy, "gated": gated}
-    return scaler.to(lm.device)
+
+    label = "DSAS"
+    option_types = {"threshold": float}
+    defaults = {"n_components": 5, "threshold": 0.75, "policy": "off", "context": "token", "cv": 5, "seed": 0,
+                "batch_size": 16}
+
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        check_choice("weak-layer policy", options["policy"], POLICIES)
+        check_choice("context", options["context"], CONTEXTS)
+        if options["n_components"] < 1:
+            raise UsageError(f"n_components must be at least 1, got {options['n_components']}")
+        if options["cv"] < 2:
+            raise UsageError(f"cv must be at least 2 folds, got {options['cv']}")
+
+    @classmethod
+    def fit(cls, lm: LoadedModel, method: SteeringMethod | None, modules: Sequence[str], sets: FitSets,
+            options: dict[str, Any]) -> DSAS:
+        texts, labels = fit_texts(sets)
+        folds = int(min(options["cv"], len(sets.source), len(sets.control)))
+        if folds < 2:
+            raise UsageError("cross-validation needs at least 2 folds and 2 sentences per set: raise cv or add "
+                             "sentences")
+        n_components, seed = options["n_components"], options["seed"]
+        largest = min(lm.hidden_size, len(labels) - len(labels) // folds - 1)
+        if not 1 <= n_components <= largest:
+            raise UsageError(f"n_components must be between 1 and {largest} for {len(labels)} sentences in {folds} "
+                             f"folds: lower it or add sentences")
+        acts = {name: value.double().numpy() for name, value in
+                pooled_activations(lm, texts, modules, batch_size=options["batch_size"], progress=False).items()}
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        accuracy, us, cs, modes = {}, [], [], []
+        for name in modules:
+            accuracy[name] = float(cross_val_score(make_probe(n_components, seed), acts[name], labels,
+                                                   cv=splitter).mean())
+            u, c = fold(make_probe(n_components, seed).fit(acts[name], labels), lm.hidden_size)
+            us.append(u)
+            cs.append(c)
+            modes.append("on" if accuracy[name] >= options["threshold"] else options["policy"])
+        scaler = cls(modules, torch.stack(us), torch.stack(cs), cls.kept_modes(modes), "sigmoid",
+                     options["context"], {**options, "cv": folds}, lm.name)
+        gated = [name for name, mode in zip(modules, modes, strict=True) if mode != "on"]
+        scaler.diagnostics = {"accuracy": accuracy, "gated": gated}
+        return scaler
+
+    @staticmethod
+    def kept_modes(modes: list[str]) -> list[str]:
+        """The modes the scaler applies, given the probes' (``on`` for a module that passed the threshold)."""
+        return modes

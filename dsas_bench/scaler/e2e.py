@@ -58,42 +58,52 @@ class ControlPenalty:
         return self.beta * torch.stack(probe.squares).mean()
 
 
-def check_e2e_options(*, beta: float, gate: str, context: str, **_: Any) -> None:
-    """The checks of ``train_e2e``'s options that need no data."""
-    check_choice("gate", gate, tuple(GATES))
-    check_choice("context", context, CONTEXTS)
-    if beta < 0:
-        raise UsageError(f"beta must be ≥ 0, not {beta}")
+class E2EDSAS(LinearScaler):
+    """E2E-DSAS: u_ℓ, c_ℓ learned jointly with LinEAS's maps (LinEAS's options — steps, lr, … — are the method's)."""
 
+    label = "E2E-DSAS"
+    defaults = {"beta": 1.0, "gate": "sigmoid", "context": "token", "init_bias": None, "scaler_lr": None}
+    option_types = {"init_bias": float | None, "scaler_lr": float | None}
+    trains_method = True
 
-def train_e2e(lm: LoadedModel, method: SteeringMethod, modules: Sequence[str], sets: FitSets, *, beta: float = 1.0,
-              gate: str = "sigmoid", context: str = "token", init_bias: float | None = None,
-              scaler_lr: float | None = None) -> LinearScaler:
-    """Train ``method`` (LinEAS, its state replaced in place) and a scaler jointly; return the scaler.
+    @classmethod
+    def check_values(cls, options: dict[str, Any]) -> None:
+        check_choice("gate", options["gate"], tuple(GATES))
+        check_choice("context", options["context"], CONTEXTS)
+        if options["beta"] < 0:
+            raise UsageError(f"beta must be ≥ 0, not {options['beta']}")
 
-    ``scaler_lr`` defaults to the method's learning rate; LinEAS options (steps, lr, ...) come from the method.
-    """
-    if not isinstance(method, LinEAS):
-        raise UsageError(f"E2E-DSAS trains the scaler jointly with LinEAS, not {method.name!r}: "
-                         f"use the lineas method with --dsas e2e, or --dsas on for other methods")
-    check_e2e_options(beta=beta, gate=gate, context=context)
-    if beta > 0 and not sets.control:
-        raise UsageError("E2E-DSAS with beta > 0 needs control sentences (neutral text): give a control set")
-    bias = (1.0 if gate == "relu" else 0.0) if init_bias is None else float(init_bias)
-    n = len(modules)
-    options = {"mode": "e2e", "beta": beta, "gate": gate, "context": context, "init_bias": bias,
-               "scaler_lr": scaler_lr, "lineas": dict(method.options)}
-    scaler = LinearScaler(modules, torch.zeros(n, lm.hidden_size), torch.full((n,), bias), gate=gate,
-                          context=context, options=options, model_name=lm.name).to(lm.device)
-    group = {"params": [scaler.u, scaler.c], **({} if scaler_lr is None else {"lr": scaler_lr})}
-    penalty = None
-    if beta > 0:
-        penalty = ControlPenalty(lm, scaler, sets.control, beta, int(method.options["sample_size"]),
-                                 int(method.options["max_length"]), int(method.options["seed"]) + 1)
-    scaler.requires_grad_(True)
-    try:
-        losses = method.train(lm, modules, sets, scaler=scaler, extra_groups=[group], extra_loss=penalty)
-    finally:
-        scaler.requires_grad_(False)
-    scaler.diagnostics = {"final_loss": losses[-1] if losses else None}
-    return scaler
+    @classmethod
+    def check_method(cls, method: str) -> None:
+        from dsas_bench.steering.registry import get_method
+
+        if not (method and issubclass(get_method(method), LinEAS)):
+            raise UsageError(f"E2E-DSAS trains the scaler jointly with LinEAS, not {method!r}: run it with "
+                             f"--method lineas, or use --dsas on for other methods")
+
+    @classmethod
+    def fit(cls, lm: LoadedModel, method: SteeringMethod | None, modules: Sequence[str], sets: FitSets,
+            options: dict[str, Any]) -> E2EDSAS:
+        """Train ``method`` (LinEAS, its state replaced in place) and the scaler jointly; ``scaler_lr`` defaults
+        to the method's learning rate."""
+        gate, beta = options["gate"], options["beta"]
+        if beta > 0 and not sets.control:
+            raise UsageError("E2E-DSAS with beta > 0 needs control sentences (neutral text): give a control set")
+        bias = (1.0 if gate == "relu" else 0.0) if options["init_bias"] is None else float(options["init_bias"])
+        n = len(modules)
+        recorded = {**options, "init_bias": bias, "lineas": dict(method.options)}
+        scaler = cls(modules, torch.zeros(n, lm.hidden_size), torch.full((n,), bias), gate=gate,
+                     context=options["context"], options=recorded, model_name=lm.name).to(lm.device)
+        scaler_lr = options["scaler_lr"]
+        group = {"params": [scaler.u, scaler.c], **({} if scaler_lr is None else {"lr": scaler_lr})}
+        penalty = None
+        if beta > 0:
+            penalty = ControlPenalty(lm, scaler, sets.control, beta, int(method.options["sample_size"]),
+                                     int(method.options["max_length"]), int(method.options["seed"]) + 1)
+        scaler.requires_grad_(True)
+        try:
+            losses = method.train(lm, modules, sets, scaler=scaler, extra_groups=[group], extra_loss=penalty)
+        finally:
+            scaler.requires_grad_(False)
+        scaler.diagnostics = {"final_loss": losses[-1] if losses else None}
+        return scaler

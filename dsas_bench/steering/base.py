@@ -19,20 +19,10 @@ from dsas_bench.activations import atomic_save, load_state, pooled_activations
 from dsas_bench.data.loaders import FitSets
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.registry import resolve_options
 from dsas_bench.steering.hooks import Pooling, Site, SteeringMap
 
 STATE_FORMAT = "dsas_bench.steering-state"
-
-
-def _kind(value: Any) -> str:
-    """What kind of option value this is, for messages: a number, a string, a list..."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return {str: "a string", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
 class SteeringMethod(ABC):
@@ -41,31 +31,21 @@ class SteeringMethod(ABC):
     name: ClassVar[str] = ""
     state_version: ClassVar[int] = 1
     defaults: ClassVar[dict[str, Any]] = {}
+    option_types: ClassVar[dict[str, Any]] = {}  # types of the options whose type is not their default's
     default_modules: ClassVar[str] = "post-attn-norm"
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
 
     def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise UsageError(f"method {self.name!r} has no option {', '.join(unknown)}; "
-                             f"its options are: {', '.join(sorted(self.defaults)) or 'none'}")
-        self.options: dict[str, Any] = {**self.defaults, **options}
-        self.check_options()
+        self.options = resolve_options(f"method {self.name!r}", self.defaults, options, self.option_types)
+        self.check_values()
         self.state: dict[str, dict[str, Tensor]] = {}
         self.hidden_size: int | None = None
         self.model_name: str | None = None
 
-    def check_options(self) -> None:
-        """Refuse an option whose kind differs from its default's (a number for a number, a list for a list...).
-
-        Subclasses add the checks of their values that need no model, so bad options fail before any work.
-        """
-        for key, default in self.defaults.items():
-            value = self.options[key]
-            if default is not None and _kind(value) != _kind(default):
-                raise UsageError(f"method {self.name!r} option {key} is {_kind(default)} (default {default!r}), "
-                                 f"got {value!r}")
+    def check_values(self) -> None:  # noqa: B027  (an optional hook)
+        """Raise a UsageError for option values that are wrong whatever the model (names and types are checked
+        already), so bad options fail before any work."""
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:

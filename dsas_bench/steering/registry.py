@@ -1,4 +1,4 @@
-"""The method registry: ``@register_method("name")`` here, or the ``dsas_bench.methods`` entry-point group.
+"""The registry of steering methods: ``@register_method("name")`` here, or the ``dsas_bench.methods`` entry points.
 
 Another installed package adds a method without touching this one by declaring, in its
 ``pyproject.toml``::
@@ -7,72 +7,35 @@ Another installed package adds a method without touching this one by declaring, 
     mymethod = "my_package.steering:MyMethod"
 
 The entry point may name a ``SteeringMethod`` subclass (registered under the entry-point name)
-or a module whose import registers methods with ``@register_method``.
+or a module whose import registers methods with ``@register_method``. The built-ins are lazy
+entries: listing or checking names imports no torch.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from dsas_bench.errors import UsageError
+from dsas_bench.registry import Registry
 
 if TYPE_CHECKING:
     from dsas_bench.steering.base import SteeringMethod
 
-ENTRY_POINT_GROUP = "dsas_bench.methods"
-_METHODS: dict[str, type[SteeringMethod]] = {}
-_ALIASES: dict[str, str] = {}
-_plugins_loaded = False
-M = TypeVar("M", bound="type[SteeringMethod]")
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("_", "-")
-
-
-def register_method(name: str, *aliases: str) -> Callable[[M], M]:
-    """Class decorator: register a steering method under ``name`` and friendly ``aliases``."""
-
-    def decorate(cls: M) -> M:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"steering method {name!r} is already registered by {_METHODS[name].__module__}")
-        cls.name = name
-        _METHODS[name] = cls
-        for alias in (name, *aliases):
-            _ALIASES[_normal(alias)] = name
-        return cls
-
-    return decorate
-
-
-def _load_plugins() -> None:
-    """Import the built-in methods and every ``dsas_bench.methods`` entry point, once."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    import dsas_bench.steering.methods  # noqa: F401  (registers the built-in methods)
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
-        if inspect.isclass(loaded) and entry.name not in _METHODS:
-            register_method(entry.name)(loaded)
+METHODS: Registry[SteeringMethod] = Registry("steering method", "dsas_bench.steering.base:SteeringMethod",
+                                             "dsas_bench.methods")
+_BUILT_IN = "dsas_bench.steering.methods"
+METHODS.add("actadd", f"{_BUILT_IN}.actadd:ActAdd", "act-add")
+METHODS.add("iti", f"{_BUILT_IN}.iti:ITI")
+METHODS.add("linacts", f"{_BUILT_IN}.linear_act:LinearAcT", "linear-act", "linact", "lin-act")
+METHODS.add("meanacts", f"{_BUILT_IN}.linear_act:MeanAcT", "mean-act")
+METHODS.add("lineas", f"{_BUILT_IN}.lineas:LinEAS")
+register_method = METHODS.register
 
 
 def method_names() -> list[str]:
-    """Registered method names, sorted."""
-    _load_plugins()
-    return sorted(_METHODS)
+    """Registered method names: the built-ins, then the plug-ins."""
+    return METHODS.names()
 
 
 def get_method(name: str) -> type[SteeringMethod]:
     """The method class registered under ``name`` or one of its aliases."""
-    _load_plugins()
-    key = _ALIASES.get(_normal(name))
-    if key is None:
-        raise UsageError(f"unknown steering method {name!r}; registered methods: {', '.join(method_names())} "
-                         f"(plug in more through the {ENTRY_POINT_GROUP!r} entry-point group)")
-    return _METHODS[key]
+    return METHODS.get(name)

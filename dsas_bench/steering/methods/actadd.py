@@ -15,10 +15,8 @@ from dsas_bench.models import LoadedModel
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.registry import register_method
 
 
-@register_method("actadd", "act-add")
 class ActAdd(SteeringMethod):
     """One steering vector from contrast prompts, added at one module."""
 

@@ -26,7 +26,6 @@ from dsas_bench.models import LoadedModel
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.registry import register_method
 
 
 def output_shift(projection: nn.Module, shift: Tensor) -> Tensor:
@@ -44,7 +43,6 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int, val_frac
     return float(LogisticRegression(max_iter=1000).fit(x_train, y_train).score(x_val, y_val))
 
 
-@register_method("iti")
 class ITI(SteeringMethod):
     """ITI with per-head probes (``variant="heads"``) or one classifier normal per layer (``"c"``)."""
 
@@ -54,8 +52,7 @@ class ITI(SteeringMethod):
     def default_modules(self) -> str:  # type: ignore[override]
         return "o-proj" if self.options["variant"] == "heads" else "post-attn-norm"
 
-    def check_options(self) -> None:
-        super().check_options()
+    def check_values(self) -> None:
         if self.options["variant"] not in {"heads", "c"}:
             raise UsageError(f"unknown ITI variant {self.options['variant']!r}: use heads or c")
 

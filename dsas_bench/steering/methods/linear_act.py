@@ -19,7 +19,6 @@ from dsas_bench.progress import bar
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import SteeringMap
 from dsas_bench.steering.maps import SupportedAffineMap
-from dsas_bench.steering.registry import register_method
 
 JITTER = 1e-8
 
@@ -45,7 +44,6 @@ def sorted_linear_fit(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return omega, beta
 
 
-@register_method("linacts", "linear-act", "linear_act", "linact", "lin-act")
 class LinearAcT(SteeringMethod):
     """Linear-AcT: per-dimension sorted least-squares transport from source to target."""
 
@@ -56,8 +54,7 @@ class LinearAcT(SteeringMethod):
         "seed": 0,
     }
 
-    def check_options(self) -> None:
-        super().check_options()
+    def check_values(self) -> None:
         if self.options["estimation"] not in ("incremental", "at-once"):
             raise UsageError(f"unknown estimation {self.options['estimation']!r} for {self.name}: "
                              f"use incremental or at-once")
@@ -96,14 +93,13 @@ class LinearAcT(SteeringMethod):
             q = torch.tensor(self.options["quantiles"], dtype=source.dtype)
             bounds = torch.quantile(source, q, dim=0)
             return bounds[0], bounds[1]
-        inf = torch.full((source.shape[1],), float("inf"))  # "unbounded", the one kind left by check_options
+        inf = torch.full((source.shape[1],), float("inf"))  # "unbounded", the one kind left by check_values
         return -inf, inf
 
     def make_map(self, params: dict[str, Tensor]) -> SteeringMap:
         return SupportedAffineMap(**params)
 
 
-@register_method("meanacts", "mean-act", "mean_act")
 class MeanAcT(LinearAcT):
     """Mean-AcT: T(h) = h − μ_source + μ_target on the same support."""
 

@@ -24,7 +24,6 @@ from dsas_bench.models import LoadedModel
 from dsas_bench.progress import bar
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import HookManager, Scaler, SteeringMap
-from dsas_bench.steering.registry import register_method
 
 ExtraLoss = Callable[[dict[str, SteeringMap]], Tensor]
 
@@ -68,7 +67,6 @@ def frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-@register_method("lineas")
 class LinEAS(SteeringMethod):
     """Affine maps on every hooked module, trained jointly with a distributional (sorted W2) loss."""
 
