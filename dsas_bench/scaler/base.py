@@ -94,7 +94,11 @@ class ScalerBase(nn.Module, ABC):
 
 def load_scaler(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
     """Load a saved scaler; with ``lm``, refuse one fitted on another model or hidden size."""
-    saved = torch.load(path)
+    return scaler_from_saved(torch.load(path), path, lm)
+
+
+def scaler_from_saved(saved: object, path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """The scaler of a saved-scaler dict read from ``path`` (any format), checked as ``load_scaler`` does."""
     if not isinstance(saved, dict) or saved.get("format") != SCALER_FORMAT:
         raise UsageError(f"{path} is not a dsas_bench scaler state")
     cls = ScalerBase.kinds.get(saved["kind"])

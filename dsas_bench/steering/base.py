@@ -33,6 +33,7 @@ class SteeringMethod(ABC):
     default_modules: ClassVar[str] = "post-attn-norm"
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
+    imported_only: ClassVar[bool] = False  # True: runs vectors given with --intervention, never fitted here
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.defaults))
@@ -88,9 +89,13 @@ class SteeringMethod(ABC):
     @staticmethod
     def load(path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
         """Load a saved state; with ``lm``, refuse one fitted on another model or hidden size."""
+        return SteeringMethod.from_saved(torch.load(path), path, lm)
+
+    @staticmethod
+    def from_saved(saved: object, path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
+        """The method of a saved-state dict read from ``path`` (any format), checked as ``load`` does."""
         from dsas_bench.steering.registry import get_method
 
-        saved = torch.load(path)
         if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
             raise UsageError(f"{path} is not a dsas_bench steering state")
         cls = get_method(saved["method"])

@@ -5,4 +5,5 @@ from dsas_bench.steering.methods import (  # noqa: F401
     iti,
     linear_act,  # noqa: F401
     lineas,
+    shift,
 )

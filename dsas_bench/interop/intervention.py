@@ -1,0 +1,83 @@
+"""A fitted intervention given by path, with its scaler: a run's folder (``method.pt`` + ``scaler.pt``) or one file.
+
+A file is any format ``formats.read_state`` reads; only a ``.safetensors`` export carries its
+scaler inside, and a lone ``method.pt`` has none (so giving it drops the folder's scaler).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from dsas_bench.errors import UsageError
+from dsas_bench.interop.formats import load_method
+from dsas_bench.interop.safetensors_format import read_scaler
+from dsas_bench.models import LoadedModel, load_model
+from dsas_bench.scaler import DSAS_MODES, ScalerBase, load_scaler
+from dsas_bench.steering.base import SteeringMethod
+from dsas_bench.sweep import METHOD_FILE, load_intervention
+
+SCALER_KINDS = {"on": "linear", "e2e": "linear", "cast": "cast"}  # DSAS mode → the kind of scaler it fits
+
+
+def load_any(path: str | Path, lm: LoadedModel | None = None) -> tuple[SteeringMethod, ScalerBase | None]:
+    """(method, scaler or None) saved at ``path``; with ``lm``, checked against it."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / METHOD_FILE).exists():
+            raise UsageError(f"{path} holds no {METHOD_FILE}: give a folder under <output>/interventions/ or a file")
+        return load_intervention(path, lm)
+    if not path.exists():
+        raise UsageError(f"intervention {path} not found: give a folder under <output>/interventions/ or a saved file")
+    return load_method(path, lm), read_scaler(path, lm) if path.suffix == ".safetensors" else None
+
+
+def intervention_model(path: str | Path) -> str:
+    """The model the intervention at ``path`` was fitted on, read without loading a model."""
+    return load_any(path)[0].model_name
+
+
+def load_steered(intervention: str | Path | None, model: str | None = None, scaler: str | Path | None = None,
+                 dsas: str | None = None, device: str = "auto",
+                 dtype: str = "auto") -> tuple[LoadedModel, SteeringMethod, ScalerBase | None]:
+    """The model (default: the intervention's), the method and the scaler ``dsas`` asks for.
+
+    ``dsas`` None keeps the intervention's scaler (or ``scaler``, a scaler file), ``off`` drops it,
+    ``on``/``e2e``/``cast`` require one of that kind.
+    """
+    if not intervention:
+        raise UsageError("no intervention given: pass intervention=<folder or file> (a run's "
+                         "<output>/interventions/<method>-<dsas>-seed<N>, or an exported file)")
+    lm = load_model(model or intervention_model(intervention), device=device, dtype=dtype)
+    method, saved = load_any(intervention, lm)
+    if scaler:
+        saved = load_scaler(scaler, lm)
+    return lm, method, chosen_scaler(saved, dsas)
+
+
+def chosen_scaler(scaler: ScalerBase | None, dsas: str | None) -> ScalerBase | None:
+    """The scaler for DSAS mode ``dsas`` (None: whatever was saved)."""
+    if dsas is None:
+        return scaler
+    if dsas not in DSAS_MODES:
+        raise UsageError(f"unknown DSAS mode {dsas!r}: use one of {', '.join(DSAS_MODES)}")
+    if dsas == "off":
+        return None
+    if scaler is None:
+        raise UsageError(f"DSAS mode {dsas!r} needs the scaler fitted with the intervention: give the run's "
+                         "intervention folder (it holds scaler.pt), a safetensors export, or a scaler file")
+    if scaler.kind != SCALER_KINDS[dsas]:
+        raise UsageError(f"the scaler given is a {scaler.kind!r} scaler, not the {SCALER_KINDS[dsas]!r} scaler of "
+                         f"DSAS mode {dsas!r}: give that mode's intervention, or leave the DSAS mode out")
+    return scaler
+
+
+def checked_strength(strength: object) -> float:
+    """λ as a finite float."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"strength {strength!r} is not a finite number: use e.g. strength=0.5")
+    return value
