@@ -66,7 +66,7 @@ def read_control_vector(path: Path) -> dict[int, np.ndarray]:
         if prefix == "direction":
             if not layer.isdigit():
                 raise UsageError(f"{path} has a tensor {tensor.name!r}: control-vector tensors are direction.N")
-            directions[int(layer)] = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+            directions[int(layer)] = np.array(tensor.data, dtype=np.float32).reshape(-1)  # a copy
     if not directions:
         raise UsageError(f"{path} is a control vector without direction.N tensors: it steers nothing")
     return directions

@@ -21,6 +21,7 @@ from dsas_bench.interop.formats import atomic_file
 from dsas_bench.models import LoadedModel
 from dsas_bench.scaler.base import SCALER_FORMAT, ScalerBase, scaler_from_saved
 from dsas_bench.steering.base import STATE_FORMAT, SteeringMethod
+from dsas_bench.steering.registry import get_method
 
 FORMAT = "dsas_bench.intervention"
 FORMAT_VERSION = 1
@@ -64,8 +65,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]
                          f"version {FORMAT_VERSION}: export it again")
     params = json.loads(metadata["params"])
     state = {"format": STATE_FORMAT, "method": metadata["method"], "version": int(metadata["state_version"]),
-             "options": json.loads(metadata["options"]), "hidden_size": json.loads(metadata["hidden_size"]),
-             "model": json.loads(metadata["model"]),
+             "options": _options(metadata["method"], json.loads(metadata["options"])),
+             "hidden_size": json.loads(metadata["hidden_size"]), "model": json.loads(metadata["model"]),
              "state": {module: {key: tensors[f"{module}.{key}"] for key in params[module]}
                        for module in json.loads(metadata["modules"])}}
     if "scaler" not in metadata:
@@ -74,6 +75,13 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]
               "tensors": {key[len(SCALER_PREFIX):]: value for key, value in tensors.items()
                           if key.startswith(SCALER_PREFIX)}}
     return state, scaler
+
+
+def _options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """JSON options with the method's tuple-valued options as tuples again (JSON has only lists)."""
+    defaults = get_method(method).defaults
+    return {key: tuple(value) if isinstance(defaults.get(key), tuple) and isinstance(value, list) else value
+            for key, value in options.items()}
 
 
 def read_scaler(path: Path, lm: LoadedModel | None = None) -> ScalerBase | None:
