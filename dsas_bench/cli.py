@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from dsas_bench.errors import UsageError
+from dsas_bench.interop import EXPORT_FORMATS
 
 
 def _list(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -393,8 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--model steered (constant shifts at any module).")
     export_parser.add_argument("intervention", metavar="INTERVENTION",
                                help="a run's <output>/interventions/<method>-<dsas>-seed<N> folder or a saved file")
-    export_parser.add_argument("--format", required=True,
-                               choices=["safetensors", "gguf-control-vector", "lm-eval-steered"])
+    export_parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export_parser.add_argument("--out", required=True, help="the file to write")
     export_parser.set_defaults(handler=export)
 

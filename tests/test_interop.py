@@ -13,6 +13,7 @@ from conftest import tiny_run_config
 from safetensors import safe_open
 
 from dsas_bench.cli import main
+from dsas_bench.data.loaders import FitSets
 from dsas_bench.errors import UsageError
 from dsas_bench.interop.formats import load_method
 from dsas_bench.interop.intervention import load_any
@@ -23,6 +24,7 @@ from dsas_bench.modules import select_modules
 from dsas_bench.steering.hooks import steer
 from dsas_bench.steering.maps import ShiftMap
 from dsas_bench.steering.methods.actadd import ActAdd
+from dsas_bench.steering.methods.linear_act import MeanAcT
 from dsas_bench.sweep import load_intervention, run_sweep, save_intervention
 
 LIMIT = 8
@@ -217,3 +219,15 @@ def test_an_imported_control_vector_sweeps_with_and_without_dsas(tiny_model_dir,
     assert all(row["intervention"]["method_options"] == {"source": "gguf-control-vector"} for row in rows)
     with pytest.raises(UsageError, match="made elsewhere"):
         list(run_sweep(tiny_run_config(tiny_model_dir, tmp_path / "none", methods=["shift"])))
+
+
+def test_mean_act_without_a_support_is_a_constant_shift_and_exports_its_beta(tiny_lm, tmp_path):
+    sets = FitSets(["you are an idiot", "shut up, fool"], ["have a nice day", "thank you, friend"])
+    method = MeanAcT(support="unbounded").fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"), sets)
+    save_intervention(tmp_path / "meanacts", method, None)
+    out = tmp_path / "mean.pt"
+    assert main(["export", str(tmp_path / "meanacts"), "--format", "lm-eval-steered", "--out", str(out)]) == 0
+    exported = torch.load(out)
+    assert list(exported) == [name.removeprefix("model.") for name in method.state]
+    for name, params in method.state.items():
+        assert torch.equal(exported[name.removeprefix("model.")]["steering_vector"], params["beta"].float())

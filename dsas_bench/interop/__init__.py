@@ -6,3 +6,5 @@ that model and ``dsas-bench lm-eval``; ``formats`` reads every format ``--interv
 ``safetensors_format``, ``gguf_format`` and ``lmeval_steered`` write (and read) one format each;
 ``export`` is ``dsas-bench export``.
 """
+
+EXPORT_FORMATS = ("safetensors", "gguf-control-vector", "lm-eval-steered")  # dsas-bench export --format
