@@ -22,14 +22,20 @@ SCALER_KINDS = {"on": "linear", "e2e": "linear", "cast": "cast"}  # DSAS mode â†
 
 def load_any(path: str | Path, lm: LoadedModel | None = None) -> tuple[SteeringMethod, ScalerBase | None]:
     """(method, scaler or None) saved at ``path``; with ``lm``, checked against it."""
-    path = Path(path)
+    path = existing_intervention(path)
     if path.is_dir():
-        if not (path / METHOD_FILE).exists():
-            raise UsageError(f"{path} holds no {METHOD_FILE}: give a folder under <output>/interventions/ or a file")
         return load_intervention(path, lm)
+    return load_method(path, lm), read_scaler(path, lm) if path.suffix == ".safetensors" else None
+
+
+def existing_intervention(path: str | Path) -> Path:
+    """``path`` if it is an intervention folder or an existing file, else a UsageError."""
+    path = Path(path)
+    if path.is_dir() and not (path / METHOD_FILE).exists():
+        raise UsageError(f"{path} holds no {METHOD_FILE}: give a folder under <output>/interventions/ or a file")
     if not path.exists():
         raise UsageError(f"intervention {path} not found: give a folder under <output>/interventions/ or a saved file")
-    return load_method(path, lm), read_scaler(path, lm) if path.suffix == ".safetensors" else None
+    return path
 
 
 def intervention_model(path: str | Path) -> str:

@@ -20,7 +20,12 @@ from typing import Any
 from lm_eval.models.huggingface import HFLM
 
 from dsas_bench.errors import UsageError
-from dsas_bench.interop.intervention import checked_strength, intervention_model, load_steered
+from dsas_bench.interop.intervention import (
+    checked_strength,
+    existing_intervention,
+    intervention_model,
+    load_steered,
+)
 from dsas_bench.interop.registration import MODEL_NAME, register
 from dsas_bench.steering.hooks import steer
 
@@ -58,11 +63,9 @@ def steered_lm_eval_args(lm_eval_args: Sequence[str], intervention: str, model: 
     if any(arg in {"--model", "-M"} or arg.startswith("--model=") for arg in lm_eval_args):
         raise UsageError("lm-eval's --model is dsas-steered here: give the model with dsas-bench lm-eval --model M "
                          "(before the --)")
-    if not Path(intervention).exists():
-        raise UsageError(f"intervention {intervention} not found: give a folder under <output>/interventions/ or a "
-                         "saved file")
     model_args = {"pretrained": model or intervention_model(intervention),
-                  "intervention": str(Path(intervention).resolve()), "strength": checked_strength(strength),
+                  "intervention": str(existing_intervention(intervention).resolve()),
+                  "strength": checked_strength(strength),
                   **({"scaler": str(Path(scaler).resolve())} if scaler else {}), **({"dsas": dsas} if dsas else {})}
     return ["--model", MODEL_NAME, "--model_args", json.dumps(model_args), *lm_eval_args]
 
