@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel, cache_dir
 from dsas_bench.progress import bar
 from dsas_bench.steering.hooks import HookManager, Pooling, Scaler, Site, SteeringMap, StopForward
@@ -93,6 +94,29 @@ def _cache_key(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], po
             "max_length": max_length, "texts": hashlib.sha256("\x1e".join(texts).encode()).hexdigest(),
             "steering": {name: m.fingerprint() for name, m in (steering or {}).items()}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def load_state(path: str | Path, fmt: str, what: str) -> dict:
+    """A dict saved with ``atomic_save`` whose ``format`` is ``fmt``, or a UsageError saying what is wrong."""
+    return checked_state(read_torch(path, what), path, fmt, what)
+
+
+def read_torch(path: str | Path, what: str) -> object:
+    """What ``torch.load`` reads from ``path``, or a UsageError saying why it cannot."""
+    try:
+        return torch.load(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; give a saved {what} (.pt)") from None
+    except Exception as exc:  # torch.load raises many kinds for a file that is not a state (pickle, zip, EOF...)
+        raise UsageError(f"{path} is not a dsas_bench {what} ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); refit it, or give another file") from exc
+
+
+def checked_state(saved: object, path: str | Path, fmt: str, what: str) -> dict:
+    """``saved`` if it is a dict of format ``fmt``, else a UsageError."""
+    if not isinstance(saved, dict) or saved.get("format") != fmt:
+        raise UsageError(f"{path} is not a dsas_bench {what}")
+    return saved
 
 
 def atomic_save(obj: object, path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dsas_bench.errors import UsageError
+from dsas_bench.errors import UsageError, warn
 from dsas_bench.interop import EXPORT_FORMATS
 
 
@@ -103,6 +103,9 @@ def _demo_defaults() -> dict[str, str]:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    from dsas_bench.config import settable_fields
+    from dsas_bench.fieldtypes import describe
+
     parser.add_argument("--task", default="demo", help="task config: a name in tasks/ (demo, paper, shared-rtp) "
                         "or a YAML path; flags override it (default: demo)")
     defaults = _demo_defaults()
@@ -116,13 +119,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=_setting, metavar="KEY=VALUE",
+                        help="set any task-config field, read as YAML and checked by its type; a list also as "
+                             "a,b (repeatable; flags and --set may not give one field twice). Fields: "
+                             + ", ".join(f"{name} ({describe(kind)})" for name, kind in settable_fields().items()))
     parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
                         "interventions instead of resuming (rows of other runs in the output directory are kept)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set {text!r} is not KEY=VALUE, e.g. --set temperature=0.7")
+    return key.strip(), value
+
+
 def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[str] | None) -> dict[str, Any]:
+    from dsas_bench.config import parse_settings
+
     overrides = {key: getattr(args, key) for _, key, _ in COMMON_FLAGS if getattr(args, key) is not None}
     if methods is not None:
         overrides["methods"] = methods
@@ -138,13 +154,16 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
         overrides["scorer_options"] = dict(args.scorer_option)
     if args.quiet:
         overrides["progress"] = False
-    return overrides
+    settings = parse_settings(args.settings)
+    twice = sorted(set(settings) & set(overrides))
+    if twice:
+        raise UsageError(f"{', '.join(twice)} given both by a flag and by --set: give each field once")
+    return {**overrides, **settings}
 
 
 def run(args: argparse.Namespace) -> int:
     """run / sweep: validate, run the cells not yet stored, summarise, plot."""
     from dsas_bench.config import load_config
-    from dsas_bench.sweep import run_sweep
 
     if getattr(args, "list_methods", False):
         return list_methods(args)
@@ -154,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         methods, dsas = args.methods, args.dsas_modes
     config = load_config(args.task, _overrides(args, methods, dsas))
+    from dsas_bench.sweep import run_sweep  # torch and the models: only once the flags are known to be good
+
     new_rows = list(run_sweep(config, fresh=args.fresh))
     from dsas_bench.results import ResultsStore
 
@@ -164,8 +185,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         from dsas_bench.plots import plot_pareto
 
-        paths = plot_pareto(rows, Path(config.output) / "pareto")
-        print("Pareto plot: " + ", ".join(map(str, paths)))
+        try:
+            paths = plot_pareto(rows, Path(config.output) / "pareto")
+        except UsageError as exc:  # the rows are stored; only the picture has nothing to show
+            warn(f"no Pareto plot: {exc}")
+        else:
+            print("Pareto plot: " + ", ".join(map(str, paths)))
     return 0
 
 
@@ -217,19 +242,21 @@ def _report_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _report_dir(args: argparse.Namespace) -> Path:
-    """--output, or the first results directory (the folder of a JSONL file)."""
-    if args.output:
-        return Path(args.output)
+    """--output, or the first results directory (the folder of a JSONL file), checked to be writable."""
+    from dsas_bench.results import check_output_dir
+
     first = Path(args.results[0])
-    return first if first.is_dir() else first.parent
+    out = Path(args.output) if args.output else first if first.is_dir() else first.parent
+    check_output_dir(out)
+    return out
 
 
 def make_leaderboard(args: argparse.Namespace) -> int:
     """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
     from dsas_bench.analysis import write_leaderboard
 
-    paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl,
-                              n_boot=args.n_boot, seed=args.seed)
+    rows, out = _report_rows(args), _report_dir(args)
+    paths = write_leaderboard(rows, out, max_delta_ppl=args.max_delta_ppl, n_boot=args.n_boot, seed=args.seed)
     print(paths["md"].read_text(encoding="utf-8"))
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
@@ -256,12 +283,17 @@ def explain(args: argparse.Namespace) -> int:
     """explain: the DSAS scale of each token at each steered module, as a heatmap and coloured text."""
     import os
 
+    from dsas_bench.results import check_output_dir, load_rows
+
+    if args.output and Path(args.output).is_dir():
+        raise UsageError(f"--output {args.output} is a folder: give the heatmap's file name, e.g. {args.output}/x.png")
+    rows = load_rows([args.run])
+    check_output_dir(Path(args.output).parent if args.output else args.run)
     from dsas_bench.explain import choose_intervention, heatmap, render_terminal, token_scales
     from dsas_bench.models import load_model
-    from dsas_bench.results import load_rows
     from dsas_bench.sweep import intervention_dir, load_intervention
 
-    row = choose_intervention(load_rows([args.run]), args.run, args.method, args.dsas, args.seed)
+    row = choose_intervention(rows, args.run, args.method, args.dsas, args.seed)
     method, mode, seed, config = row["method"], row["dsas"], row["seed"], row["config"]
     lm = load_model(config["model"], device=args.device or config["device"], dtype=config["dtype"])
     steering, scaler = load_intervention(intervention_dir(args.run, method, mode, seed), lm)
@@ -413,3 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsas-bench: interrupted; finished rows are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception:  # not bad input: a bug, shown in full
+        import traceback
+
+        traceback.print_exc()
+        print("dsas-bench: internal error (a bug, not your input): please report it on the dsas_bench issue "
+              "tracker with the command line and the traceback above", file=sys.stderr)
+        return 1

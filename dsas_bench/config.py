@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from dsas_bench.errors import UsageError
+from dsas_bench.fieldtypes import check_value, declared_types, describe, parse_setting
 
 
 def _tasks_dir() -> Path:
@@ -85,21 +86,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check what can be checked without loading anything; raise UsageError naming the fix."""
-        from dsas_bench.scaler import scaler_options
-        from dsas_bench.steering.registry import get_method
-
-        self.methods = [get_method(name).name for name in self.methods]
-        for name in self.methods:
-            get_method(name)(**self.method_options.get(name, {}))  # unknown options fail here
-        for mode in self.dsas:
-            unknown = sorted(set(self.dsas_options) - set(scaler_options(mode))) if mode != "off" else []
-            if unknown:
-                raise UsageError(f"DSAS mode {mode!r} has no option {', '.join(unknown)}; its options are: "
-                                 f"{', '.join(scaler_options(mode))}")
-        if "e2e" in self.dsas and any(name != "lineas" for name in self.methods):
-            raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
-        if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):
-            raise UsageError("--intervention gives one fitted state: use it with a single method and DSAS mode")
+        self.check_values()
         for strength in self.strengths:
             if not isinstance(strength, int | float) or not math.isfinite(strength):
                 raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
@@ -112,7 +99,39 @@ class RunConfig:
             raise UsageError(f"n_prompts must be at least 1, got {self.n_prompts}")
         if self.backend not in {"loky", "dask"}:
             raise UsageError(f"unknown backend {self.backend!r}: use loky (local processes) or dask")
+        self.check_steering()
         return self
+
+    def check_steering(self) -> None:
+        """Methods, DSAS modes and their options (this imports torch: after the checks that need nothing)."""
+        from dsas_bench.scaler import check_scaler_options
+        from dsas_bench.steering.registry import get_method
+
+        self.methods = [get_method(name).name for name in self.methods]
+        for name in self.methods:
+            get_method(name)(**self.method_options.get(name, {}))  # unknown options fail here
+        for mode in self.dsas:
+            if mode != "off":
+                check_scaler_options(mode, self.dsas_options)
+        if "e2e" in self.dsas and any(name != "lineas" for name in self.methods):
+            raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
+        if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):
+            raise UsageError("--intervention gives one fitted state: use it with a single method and DSAS mode")
+
+    def check_values(self) -> None:
+        """The checks that need no model and no torch: shapes, ranges, the files named."""
+        for name in ("methods", "dsas"):
+            if not getattr(self, name):
+                raise UsageError(f"{name} is empty: give at least one, e.g. --methods linacts --dsas-modes off,on")
+        if self.temperature <= 0:
+            raise UsageError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise UsageError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.intervention and not Path(self.intervention).is_file():
+            raise UsageError(f"--intervention {self.intervention}: no such file; give a saved state (.pt), e.g. "
+                             f"<output>/interventions/<method>-<dsas>-seed0/method.pt")
 
     def cell_config(self, method: str, dsas: str) -> dict[str, Any]:
         """The resolved config of one (method, DSAS mode) run, without the execution fields.
@@ -148,7 +167,10 @@ def task_path(task: str) -> Path:
 def task_values(task: str) -> dict[str, Any]:
     """The keys a task file sets."""
     path = task_path(task)
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid YAML: {' '.join(str(exc).split())}; fix the file") from exc
     if not isinstance(values, dict):
         raise UsageError(f"{path}: a task file is a mapping of config keys, got {type(values).__name__}")
     return values
@@ -161,13 +183,39 @@ def demo_values() -> dict[str, Any]:
 
 def load_config(task: str = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
     """The task's YAML over the defaults, then ``overrides`` (flags given on the command line)."""
-    path = task_path(task)
-    values = task_values(task)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    for source, keys in ((str(path), values), ("command line", overrides or {})):
-        unknown = sorted(set(keys) - known)
-        if unknown:
-            raise UsageError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; "
-                             f"known keys: {', '.join(sorted(known))}")
+    values = _checked(str(task_path(task)), task_values(task))
+    given = _checked("command line", overrides or {})
     values.pop("task", None)
-    return RunConfig(task=task, **{**values, **(overrides or {})}).validate()
+    return RunConfig(task=task, **{**values, **given}).validate()
+
+
+def _checked(source: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against the fields' names and declared types (and coerced to them)."""
+    typed = field_types()
+    unknown = sorted(set(values) - set(typed))
+    if unknown:
+        raise UsageError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; "
+                         f"known keys: {', '.join(sorted(typed))}")
+    return {key: check_value(value, typed[key], f"{source}: {key}") for key, value in values.items()}
+
+
+def field_types() -> dict[str, Any]:
+    """Every config field and its declared type."""
+    return declared_types(RunConfig)
+
+
+def settable_fields() -> dict[str, Any]:
+    """The fields ``--set`` takes (all but ``task``, which ``--task`` names) and their declared types."""
+    return {name: kind for name, kind in field_types().items() if name != "task"}
+
+
+def parse_settings(settings: list[tuple[str, str]]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as config values, each parsed and checked by its field's type."""
+    typed = settable_fields()
+    parsed: dict[str, Any] = {}
+    for key, text in settings:
+        if key not in typed:
+            raise UsageError(f"--set {key}: no such config field; the fields are: "
+                             f"{', '.join(f'{name} ({describe(kind)})' for name, kind in typed.items())}")
+        parsed[key] = parse_setting(text, typed[key], f"--set {key}")
+    return parsed

@@ -42,15 +42,24 @@ class LoadedModel:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU."""
+    """``auto`` picks CUDA, then MPS, then CPU; a device this machine lacks is a UsageError."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device not in {"cpu", "cuda", "mps"} and not device.startswith("cuda:"):
+    index = device.partition(":")[2]
+    if device not in {"cpu", "cuda", "mps"} and not (device.startswith("cuda:") and index.isdigit()):
         raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no CUDA GPU usable by torch; use --device cpu "
+                         f"(or auto)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: this machine has no Apple MPS device; use --device cpu (or auto)")
     return torch.device(device)
 
 
@@ -110,7 +119,7 @@ def model_source(name: str) -> str | Path:
         if not gguf.exists():
             raise UsageError(f"GGUF file not found: {gguf}")
     else:
-        return name
+        return _checked_source(name)
     out = model_cache_dir() / gguf.stem
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,12 +127,35 @@ def model_source(name: str) -> str | Path:
     return out
 
 
+def _checked_source(name: str) -> str:
+    """A local folder holding a model's ``config.json``, or a hub id that is there (offline: already cached)."""
+    path = Path(name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"--model {name}: the folder has no config.json, so it holds no Hugging Face model; "
+                             f"give a model folder (save_pretrained), a .gguf file, a hub id or smollm2")
+        return name
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UsageError(f"--model {name}: not a model folder, a .gguf file or a hub id")
+    from huggingface_hub import try_to_load_from_cache
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    if offline and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise UsageError(f"--model {name}: not a local folder, and the hub id is not in the Hugging Face cache "
+                         f"while HF_HUB_OFFLINE is set; download it once online, or give a local model folder")
+    return name
+
+
 def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load ``name`` in eval mode on ``device`` with a left-padding tokenizer that has a pad token."""
     dev = resolve_device(device)
     source = model_source(name)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    except OSError as exc:  # not on the hub, no network, a folder missing its weights or tokenizer
+        raise UsageError(f"--model {name}: cannot load it ({' '.join(str(exc).split())[:300]}); give a model "
+                         f"folder, a .gguf file, a hub id reachable from here, or smollm2") from exc
     prepare_tokenizer(tokenizer, model)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)
 

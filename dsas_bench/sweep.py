@@ -33,7 +33,7 @@ from dsas_bench.activations import model_fingerprint
 from dsas_bench.config import RunConfig, config_hash
 from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
-from dsas_bench.errors import UsageError
+from dsas_bench.errors import UsageError, warn
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.interop.formats import load_method
 from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
@@ -43,7 +43,7 @@ from dsas_bench.metrics.toxicity import toxicity_summary
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
-from dsas_bench.results import ResultsStore
+from dsas_bench.results import ResultsStore, quality_flags
 from dsas_bench.scaler import fit_scaler, load_scaler
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
@@ -275,12 +275,10 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         maps = steering.maps(lm.device)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
                         "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
-    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                              top_p=config.top_p, repetition_penalty=config.repetition_penalty)
     with steer(lm.model, maps, cell.strength, scaler):
         with _timed(times, "generate"):
-            continuations = generate_continuations(lm, [p.text for p in inputs.prompts], sampling, seed=cell.seed,
-                                                   batch_size=config.batch_size)
+            continuations = generate_continuations(lm, [p.text for p in inputs.prompts], _sampling(config),
+                                                   seed=cell.seed, batch_size=config.batch_size)
         with _timed(times, "perplexity"):
             ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size)
         with _timed(times, "lm_eval"):
@@ -295,18 +293,24 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     summary = toxicity_summary(scores, [p.toxicity for p in inputs.prompts], seed=cell.seed)
     run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
+    metrics = {**summary, "perplexity": ppl, "lmeval": lmeval,
+               "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None}
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
         "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
-        "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
-                    "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},
+        "metrics": metrics, "flags": quality_flags(metrics, continuations),
         "prompt_scores": [float(s) for s in scores], "continuations": continuations,
         "versions": versions(), "device": str(lm.device),
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _sampling(config: RunConfig) -> SamplingConfig:
+    return SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                          top_p=config.top_p, repetition_penalty=config.repetition_penalty)
 
 
 class _timed:
@@ -337,6 +341,8 @@ def versions() -> dict[str, str]:
 # -- the whole sweep -------------------------------------------------------------------------------
 def check(config: RunConfig, store: ResultsStore) -> None:
     """Everything that can fail on bad input, before any output is written."""
+    store.check_writable()
+    _sampling(config)
     inputs = _inputs(config)
     for seed in config.seeds:
         inputs.fit_sets(config, seed)
@@ -353,7 +359,16 @@ def check(config: RunConfig, store: ResultsStore) -> None:
         if saved.name != config.methods[0]:
             raise UsageError(f"{config.intervention} holds a fitted {saved.name!r} state, not {config.methods[0]!r}: "
                              f"run it with --method {saved.name}")
-    store.check_writable()
+    _check_length(config, lm, inputs.prompts)
+
+
+def _check_length(config: RunConfig, lm: LoadedModel, prompts: list[Prompt]) -> None:
+    """The longest prompt plus --max-new-tokens must fit the model's positions."""
+    positions = getattr(lm.model.config, "max_position_embeddings", None)
+    longest = max(len(lm.tokenizer(p.text).input_ids) for p in prompts)
+    if positions and longest + config.max_new_tokens > positions:
+        raise UsageError(f"--max-new-tokens {config.max_new_tokens} after a prompt of {longest} tokens exceeds the "
+                         f"{positions} positions of {config.model}: give at most {positions - longest}")
 
 
 def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]]:
@@ -361,23 +376,24 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
     store = ResultsStore(config.output)
     check(config, store)
     cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
-    store.repair()
-    if fresh:  # this run's rows and fitted states only: other runs in the same directory keep theirs
-        store.forget(set(cells))
-        for cell in {(c.method, c.dsas, c.seed) for c in cells.values() if c.method != BASELINE}:
-            shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
-    done = store.done()
-    todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
-    jobs = joblib.delayed(run_cell)
-    try:
-        with _backend(config), tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
+    with _backend(config), store.writing():  # the folder is created only now, and one sweep writes it at a time
+        store.repair()
+        if fresh:  # this run's rows and fitted states only: other runs in the same directory keep theirs
+            store.forget(set(cells))
+            for cell in {(c.method, c.dsas, c.seed) for c in cells.values() if c.method != BASELINE}:
+                shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
+        done = store.done()
+        todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
+        jobs = joblib.delayed(run_cell)
+        with tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
             parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
             for row in parallel(jobs(config, cell) for cell in todo):
                 store.append(row)
+                if row["flags"]:
+                    warn(f"{row['method']} λ = {row['strength']:g} seed {row['seed']}: {', '.join(row['flags'])}; "
+                         f"the row is kept but left out of fronts and leaderboards")
                 bar.update()
                 yield row
-    finally:  # also after a Ctrl-C: the CSV holds every row written
-        store.export_csv()
 
 
 @contextlib.contextmanager

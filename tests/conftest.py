@@ -88,3 +88,20 @@ def smollm2():
     from dsas_bench.models import load_model
 
     return load_model("smollm2", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A folder nothing can be written into, not even by root (``chattr +i``); a skip where that is impossible."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i failed)")
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)

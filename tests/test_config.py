@@ -1,10 +1,14 @@
 """Task configs: every shipped task loads, the paper task is the papers' protocol, flags override files."""
 
+import re
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
-from dsas_bench.config import TASKS_DIR, RunConfig, load_config
+from dsas_bench.config import TASKS_DIR, RunConfig, field_types, load_config, parse_settings
+from dsas_bench.errors import UsageError
+from dsas_bench.fieldtypes import check_value
 from dsas_bench.generation import SamplingConfig
 from dsas_bench.sweep import _inputs
 
@@ -46,3 +50,43 @@ def test_shared_rtp_reads_the_real_samples_by_path(shared_data, monkeypatch):
     assert len(inputs.prompts) == config.n_prompts == 100 and len(inputs.toxic) == 28
     sets = inputs.fit_sets(config, seed=0)
     assert len(sets.source) == len(sets.target) == len(sets.control) == 28
+
+
+@pytest.mark.parametrize(("value", "annotation", "expected"), [
+    (1, float, 1.0),
+    ([1, 0.5], list[float], [1.0, 0.5]),
+    ([0.5, 1], tuple[float, ...], (0.5, 1.0)),
+    (None, int | None, None),
+    ("auto", list[float] | dict[str, list[float]] | Literal["auto"], "auto"),
+    ({"linacts": [1]}, list[float] | dict[str, list[float]] | Literal["auto"], {"linacts": [1.0]}),
+    ({"a": {"b": 1}}, dict[str, dict[str, Any]], {"a": {"b": 1}}),
+])
+def test_values_are_coerced_to_their_declared_type(value, annotation, expected):
+    checked = check_value(value, annotation, "x")
+    assert checked == expected and type(checked) is type(expected)
+
+
+@pytest.mark.parametrize(("value", "annotation", "message"), [
+    (True, int, "x must be int, got bool True"),
+    ("linacts", list[str], "x must be list of str, got str 'linacts'"),
+    (float("nan"), float, "x must be float"),
+    ({"linacts": ["a"]}, list[float] | dict[str, list[float]] | Literal["auto"],
+     "x must be list of float or mapping of str to list of float or 'auto'"),
+    ([1, None], list[int], "x must be list of int, got list [1, None]"),
+])
+def test_values_of_another_type_name_the_expected_one(value, annotation, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        check_value(value, annotation, "x")
+
+
+def test_every_config_field_has_a_checkable_type():
+    for name, kind in field_types().items():
+        check_value(getattr(RunConfig(), name), kind, name)  # the defaults pass their own declared types
+
+
+@pytest.mark.parametrize(("key", "text", "expected"), [
+    ("temperature", "0.7", 0.7), ("lm_eval_fewshot", "5", 5), ("lm_eval_fewshot", "null", None),
+    ("strengths", "0.25,1", [0.25, 1.0]), ("strengths", "[0.25, 1]", [0.25, 1.0]), ("methods", "iti,actadd",
+                                                                                   ["iti", "actadd"])])
+def test_set_values_are_parsed_by_the_field_type(key, text, expected):
+    assert parse_settings([(key, text)]) == {key: expected}

@@ -28,7 +28,8 @@ def variant(source: Path, dest: Path, mode: str, seeds: tuple[int, ...]) -> Path
     store.check_writable()
     for row in ResultsStore(source).rows():
         for seed in seeds:
-            store.append({**row, "seed": seed, "dsas": row["dsas"] if row["method"] == "none" else mode})
+            store.append({**row, "seed": seed, "dsas": row["dsas"] if row["method"] == "none" else mode,
+                          "cell_id": f"{row['cell_id']}-{mode}-{seed}"})  # each claimed cell its own id
     for seed in seeds:
         target = intervention_dir(dest, "meanacts", mode, seed)
         shutil.copytree(intervention_dir(source, "meanacts", "on", 0), target)

@@ -288,3 +288,12 @@ def test_compare_fronts_refuses_bad_input() -> None:
     dsas[0]["prompt_scores"] = []
     with pytest.raises(UsageError, match="has no prompt_scores.*n_boot=0"):
         compare_fronts(plain, dsas, base)
+
+
+def test_flagged_rows_stay_out_of_the_points_with_a_warning(capsys) -> None:
+    rows = [make_row("none", "off", 0.0, 0, 10.0, 20.0), make_row("linacts", "on", 1.0, 0, 5.0, 21.0),
+            make_row("linacts", "on", 1e30, 0, 0.0, math.nan, flags=["nan-perplexity", "empty-continuations"])]
+    points = aggregate_seeds(rows)
+    assert [p["strength"] for p in points if p["method"] == "linacts"] == [1.0]
+    err = capsys.readouterr().err
+    assert "1 flagged rows left out of the fronts" in err and "nan-perplexity, empty-continuations" in err

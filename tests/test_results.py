@@ -68,3 +68,42 @@ def test_fresh_recomputes_and_refits_this_runs_cells_only(tiny_model_dir, tmp_pa
     stored = ResultsStore(tmp_path).rows()
     assert stored[0] == other and len(stored) == 1 + len(first)
     assert json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0]) == other
+
+
+def test_results_csv_grows_with_every_row_and_takes_new_columns(tmp_path):
+    import csv
+
+    store = ResultsStore(tmp_path)
+    store.append({"cell_id": "a", "metrics": {"tox_pct": 1.0}})
+    store.append({"cell_id": "b", "metrics": {"tox_pct": 2.0}})
+    store.append({"cell_id": "c", "metrics": {"tox_pct": 3.0, "perplexity": 9.0}})  # a new column: rewritten
+    store.append({"cell_id": "d", "metrics": {"perplexity": 4.0}})  # a missing column: left blank
+    with (tmp_path / "results.csv").open(newline="") as file:
+        table = list(csv.DictReader(file))
+    assert [(row["cell_id"], row["metrics.tox_pct"], row["metrics.perplexity"]) for row in table] == [
+        ("a", "1.0", ""), ("b", "2.0", ""), ("c", "3.0", "9.0"), ("d", "", "4.0")]
+
+
+def test_repair_keeps_the_first_row_of_a_repeated_cell_id(tmp_path, capsys):
+    store = store_with(tmp_path, {"cell_id": "a", "n": 1}, {"cell_id": "b"}, {"cell_id": "a", "n": 2})
+    store.repair()
+    assert [(row["cell_id"], row.get("n")) for row in store.rows()] == [("a", 1), ("b", None)]
+    assert "1 rows repeat a cell id" in capsys.readouterr().err
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
+
+
+def test_repair_and_forget_refuse_a_folder_another_writer_holds(tmp_path):
+    store = store_with(tmp_path, {"cell_id": "a"})
+    with ResultsStore(tmp_path).writing():  # another writer: its own lock on the folder
+        for write in (store.repair, lambda: store.forget({"a"}), lambda: store.append({"cell_id": "b"})):
+            with pytest.raises(UsageError, match="being written by another dsas-bench process"):
+                write()
+    assert store.done() == {"a"}
+
+
+def test_quality_flags_name_absurd_results():
+    from dsas_bench.results import quality_flags
+
+    assert quality_flags({"perplexity": 12.0, "tox_mean": 0.1}, ["a", ""]) == []
+    assert quality_flags({"perplexity": float("nan"), "tox_mean": float("nan")}, ["", " "]) == [
+        "nan-perplexity", "nan-toxicity", "empty-continuations"]

@@ -163,3 +163,18 @@ def test_dask_cluster_rows_equal_local_process_rows(tiny_model_dir, tmp_path):
     rows = ResultsStore(tmp_path / "dask").rows()
     assert len(rows) == 2 + 2 * 2 * 2
     assert comparable(rows) == comparable(ResultsStore(tmp_path / "loky").rows())
+
+
+def test_two_concurrent_sweeps_into_one_folder_store_each_cell_once(tiny_model_dir, tmp_path):
+    output = tmp_path / "shared"
+    args = sweep_args(tiny_model_dir, output)
+    first, second = (launch(args, tmp_path / f"cache-{i}") for i in range(2))
+    codes = [first.wait(timeout=600), second.wait(timeout=600)]
+    errors = first.stderr.read() + second.stderr.read()
+    ids = [row["cell_id"] for row in ResultsStore(output).rows()]
+    assert len(ids) == len(set(ids)) == 2 + 2 * 2 * 2, errors
+    assert 0 in codes and set(codes) <= {0, 2}, errors
+    if 2 in codes:  # the later one found the folder taken: it names the sweep writing it
+        assert "is being written by another dsas-bench process (pid" in errors
+    csv_rows = (output / "results.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + len(ids)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dsas_bench.errors import UsageError
+from dsas_bench.errors import UsageError, warn
 
 Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
@@ -223,7 +223,18 @@ def aggregate_seeds(rows: Sequence[Row], level: float = 0.95) -> list[dict[str, 
     ``accuracy``, the mean and ``<metric>_ci`` = (low, high) over the seeds that report the metric
     (``None`` when none does). Points are sorted by the group keys.
     """
-    return [_aggregate(key, group, level) for key, group in _grouped(rows).items()]
+    return [_aggregate(key, group, level) for key, group in _grouped(unflagged(rows)).items()]
+
+
+def unflagged(rows: Sequence[Row]) -> list[Row]:
+    """The rows without quality flags (``row["flags"]``: NaN perplexity, empty continuations...), with a warning
+    naming those left out."""
+    kept = [row for row in rows if not row.get("flags")]
+    if len(kept) != len(rows):
+        left = "; ".join(f"{row.get('method')} λ = {row.get('strength')} seed {row.get('seed')} "
+                         f"({', '.join(row['flags'])})" for row in rows if row.get("flags"))
+        warn(f"{len(rows) - len(kept)} flagged rows left out of the fronts: {left}")
+    return kept
 
 
 def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dsas_bench.activations import checked_state, read_torch
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel, model_source
 from dsas_bench.modules import select_modules
@@ -34,8 +35,8 @@ def load_method(path: str | Path, lm: LoadedModel | None = None) -> SteeringMeth
     return SteeringMethod.from_saved(read_state(path, lm), path, lm)
 
 
-def read_state(path: str | Path, lm: LoadedModel | None = None) -> object:
-    """The saved-state dict of ``path``, by format (a torch file that is neither kind is returned as read)."""
+def read_state(path: str | Path, lm: LoadedModel | None = None) -> dict[str, Any]:
+    """The saved-state dict of ``path``, by format; a UsageError for a file of none of them."""
     path = Path(path)
     if path.suffix == ".safetensors":
         from dsas_bench.interop.safetensors_format import read_safetensors
@@ -45,10 +46,10 @@ def read_state(path: str | Path, lm: LoadedModel | None = None) -> object:
         from dsas_bench.interop.gguf_format import read_control_vector
 
         return imported_state(read_control_vector(path), "gguf-control-vector", path, lm)
-    saved = torch.load(path)
+    saved = read_torch(path, "steering state")
     layers = steering_vector_layers(saved)
     if layers is None:
-        return saved
+        return checked_state(saved, path, STATE_FORMAT, "steering state")
     vectors, layer_type = layers
     return imported_state(vectors, "steering-vectors", path, lm, "" if layer_type == "decoder_block" else layer_type)
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dsas_bench.activations import atomic_save
+from dsas_bench.activations import atomic_save, load_state
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.steering.hooks import TokenContext
@@ -94,13 +94,11 @@ class ScalerBase(nn.Module, ABC):
 
 def load_scaler(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
     """Load a saved scaler; with ``lm``, refuse one fitted on another model or hidden size."""
-    return scaler_from_saved(torch.load(path), path, lm)
+    return scaler_from_saved(load_state(path, SCALER_FORMAT, "scaler state"), path, lm)
 
 
-def scaler_from_saved(saved: object, path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
-    """The scaler of a saved-scaler dict read from ``path`` (any format), checked as ``load_scaler`` does."""
-    if not isinstance(saved, dict) or saved.get("format") != SCALER_FORMAT:
-        raise UsageError(f"{path} is not a dsas_bench scaler state")
+def scaler_from_saved(saved: dict, path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """The scaler of a saved-scaler dict (format checked) read from ``path``, checked as ``load_scaler`` does."""
     cls = ScalerBase.kinds.get(saved["kind"])
     if cls is None or saved["version"] != cls.state_version:
         raise UsageError(f"{path} holds a {saved['kind']!r} scaler of version {saved['version']} that this "

@@ -79,6 +79,19 @@ class CastGate(ScalerBase):
         return self._steer[:, None, None].expand(*h.shape[:-1], 1)
 
 
+def check_cast_options(*, threshold: float | str, val_fraction: float, n_components: int | None, decide_at: int,
+                       **_: Any) -> None:
+    """The checks of ``fit_cast``'s options that need no data."""
+    if threshold != "balanced" and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
+    if not 0 < val_fraction < 1:
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if n_components is not None and n_components < 1:
+        raise UsageError(f"n_components must be at least 1 (or null: standardise), got {n_components}")
+    if decide_at < 0:
+        raise UsageError(f"decide_at indexes the steered modules from 0, got {decide_at}")
+
+
 def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshold: float | str = "balanced",
              val_fraction: float = 0.3, n_components: int | None = None, decide_at: int = 0, seed: int = 0,
              batch_size: int = 16) -> CastGate:
@@ -88,8 +101,7 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
     ``n_components=None`` standardises instead of PCA.
     """
-    if threshold != "balanced" and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
-        raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
+    check_cast_options(threshold=threshold, val_fraction=val_fraction, n_components=n_components, decide_at=decide_at)
     chosen = set(modules)
     ordered = [name for name, _ in lm.model.named_modules() if name in chosen]
     if not 0 <= decide_at < len(ordered):

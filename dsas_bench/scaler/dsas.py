@@ -121,6 +121,16 @@ class LinearScaler(ScalerBase):
         return sums / counts.clamp_min(1.0)
 
 
+def check_dsas_options(*, n_components: int, policy: str, context: str, cv: int, **_: Any) -> None:
+    """The checks of ``fit_dsas``'s options that need no data."""
+    check_choice("weak-layer policy", policy, POLICIES)
+    check_choice("context", context, CONTEXTS)
+    if n_components < 1:
+        raise UsageError(f"n_components must be at least 1, got {n_components}")
+    if cv < 2:
+        raise UsageError(f"cv must be at least 2 folds, got {cv}")
+
+
 def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_components: int = 5,
              threshold: float = 0.75, policy: str = "off", context: str = "token", cv: int = 5, seed: int = 0,
              batch_size: int = 16) -> LinearScaler:
@@ -128,8 +138,7 @@ def fit_dsas(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, n_compon
 
     Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
     """
-    check_choice("weak-layer policy", policy, POLICIES)
-    check_choice("context", context, CONTEXTS)
+    check_dsas_options(n_components=n_components, policy=policy, context=context, cv=cv)
     texts, labels = fit_texts(sets)
     folds = int(min(cv, len(sets.source), len(sets.control)))
     if folds < 2:

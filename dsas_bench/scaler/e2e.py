@@ -11,6 +11,7 @@ over dimensions instead makes the penalty ~d times larger and, at β = 1, switch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,6 +58,14 @@ class ControlPenalty:
         return self.beta * torch.stack(probe.squares).mean()
 
 
+def check_e2e_options(*, beta: float, gate: str, context: str, **_: Any) -> None:
+    """The checks of ``train_e2e``'s options that need no data."""
+    check_choice("gate", gate, tuple(GATES))
+    check_choice("context", context, CONTEXTS)
+    if beta < 0:
+        raise UsageError(f"beta must be ≥ 0, not {beta}")
+
+
 def train_e2e(lm: LoadedModel, method: SteeringMethod, modules: Sequence[str], sets: FitSets, *, beta: float = 1.0,
               gate: str = "sigmoid", context: str = "token", init_bias: float | None = None,
               scaler_lr: float | None = None) -> LinearScaler:
@@ -67,10 +76,7 @@ def train_e2e(lm: LoadedModel, method: SteeringMethod, modules: Sequence[str], s
     if not isinstance(method, LinEAS):
         raise UsageError(f"E2E-DSAS trains the scaler jointly with LinEAS, not {method.name!r}: "
                          f"use the lineas method with --dsas e2e, or --dsas on for other methods")
-    check_choice("gate", gate, tuple(GATES))
-    check_choice("context", context, CONTEXTS)
-    if beta < 0:
-        raise UsageError(f"beta must be ≥ 0, not {beta}")
+    check_e2e_options(beta=beta, gate=gate, context=context)
     if beta > 0 and not sets.control:
         raise UsageError("E2E-DSAS with beta > 0 needs control sentences (neutral text): give a control set")
     bias = (1.0 if gate == "relu" else 0.0) if init_bias is None else float(init_bias)

@@ -15,13 +15,24 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from dsas_bench.activations import atomic_save, pooled_activations
+from dsas_bench.activations import atomic_save, load_state, pooled_activations
 from dsas_bench.data.loaders import FitSets
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.steering.hooks import Pooling, Site, SteeringMap
 
 STATE_FORMAT = "dsas_bench.steering-state"
+
+
+def _kind(value: Any) -> str:
+    """What kind of option value this is, for messages: a number, a string, a list..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return {str: "a string", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
 class SteeringMethod(ABC):
@@ -41,9 +52,21 @@ class SteeringMethod(ABC):
             raise UsageError(f"method {self.name!r} has no option {', '.join(unknown)}; "
                              f"its options are: {', '.join(sorted(self.defaults)) or 'none'}")
         self.options: dict[str, Any] = {**self.defaults, **options}
+        self.check_options()
         self.state: dict[str, dict[str, Tensor]] = {}
         self.hidden_size: int | None = None
         self.model_name: str | None = None
+
+    def check_options(self) -> None:
+        """Refuse an option whose kind differs from its default's (a number for a number, a list for a list...).
+
+        Subclasses add the checks of their values that need no model, so bad options fail before any work.
+        """
+        for key, default in self.defaults.items():
+            value = self.options[key]
+            if default is not None and _kind(value) != _kind(default):
+                raise UsageError(f"method {self.name!r} option {key} is {_kind(default)} (default {default!r}), "
+                                 f"got {value!r}")
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
@@ -89,15 +112,13 @@ class SteeringMethod(ABC):
     @staticmethod
     def load(path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
         """Load a saved state; with ``lm``, refuse one fitted on another model or hidden size."""
-        return SteeringMethod.from_saved(torch.load(path), path, lm)
+        return SteeringMethod.from_saved(load_state(path, STATE_FORMAT, "steering state"), path, lm)
 
     @staticmethod
-    def from_saved(saved: object, path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
-        """The method of a saved-state dict read from ``path`` (any format), checked as ``load`` does."""
+    def from_saved(saved: dict, path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
+        """The method of a saved-state dict (format checked) read from ``path``, checked as ``load`` does."""
         from dsas_bench.steering.registry import get_method
 
-        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
-            raise UsageError(f"{path} is not a dsas_bench steering state")
         cls = get_method(saved["method"])
         if saved["version"] != cls.state_version:
             raise UsageError(f"{path} holds {saved['method']} state version {saved['version']}, this dsas_bench "

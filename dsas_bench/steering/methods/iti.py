@@ -54,10 +54,13 @@ class ITI(SteeringMethod):
     def default_modules(self) -> str:  # type: ignore[override]
         return "o-proj" if self.options["variant"] == "heads" else "post-attn-norm"
 
+    def check_options(self) -> None:
+        super().check_options()
+        if self.options["variant"] not in {"heads", "c"}:
+            raise UsageError(f"unknown ITI variant {self.options['variant']!r}: use heads or c")
+
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
         variant = self.options["variant"]
-        if variant not in {"heads", "c"}:
-            raise UsageError(f"unknown ITI variant {variant!r}: use heads or c")
         self._bind(lm)
         fit = self._fit_heads if variant == "heads" else self._fit_classifier_normals
         self.state = fit(lm, modules, data, batch_size)

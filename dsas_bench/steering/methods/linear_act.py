@@ -56,12 +56,18 @@ class LinearAcT(SteeringMethod):
         "seed": 0,
     }
 
+    def check_options(self) -> None:
+        super().check_options()
+        if self.options["estimation"] not in ("incremental", "at-once"):
+            raise UsageError(f"unknown estimation {self.options['estimation']!r} for {self.name}: "
+                             f"use incremental or at-once")
+        if self.options["support"] not in ("source-range", "quantiles", "unbounded"):
+            raise UsageError(f"unknown support {self.options['support']!r} for {self.name}: "
+                             f"use source-range, quantiles or unbounded")
+
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
-        estimation = self.options["estimation"]
-        if estimation == "at-once":
+        if self.options["estimation"] == "at-once":
             return super().fit(lm, modules, data, batch_size)
-        if estimation != "incremental":
-            raise UsageError(f"unknown estimation {estimation!r} for {self.name}: use incremental or at-once")
         self._bind(lm)
         self.state = {}
         texts = [*data.source, *data.target]
@@ -90,10 +96,8 @@ class LinearAcT(SteeringMethod):
             q = torch.tensor(self.options["quantiles"], dtype=source.dtype)
             bounds = torch.quantile(source, q, dim=0)
             return bounds[0], bounds[1]
-        if kind == "unbounded":
-            inf = torch.full((source.shape[1],), float("inf"))
-            return -inf, inf
-        raise UsageError(f"unknown support {kind!r} for {self.name}: use source-range, quantiles or unbounded")
+        inf = torch.full((source.shape[1],), float("inf"))  # "unbounded", the one kind left by check_options
+        return -inf, inf
 
     def make_map(self, params: dict[str, Tensor]) -> SteeringMap:
         return SupportedAffineMap(**params)
