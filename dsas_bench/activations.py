@@ -98,13 +98,22 @@ def _cache_key(lm: LoadedModel, texts: Sequence[str], modules: Sequence[str], po
 
 def load_state(path: str | Path, fmt: str, what: str) -> dict:
     """A dict saved with ``atomic_save`` whose ``format`` is ``fmt``, or a UsageError saying what is wrong."""
+    return checked_state(read_torch(path, what), path, fmt, what)
+
+
+def read_torch(path: str | Path, what: str) -> object:
+    """What ``torch.load`` reads from ``path``, or a UsageError saying why it cannot."""
     try:
-        saved = torch.load(path)
+        return torch.load(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file; give a saved {what} (.pt)") from None
     except Exception as exc:  # torch.load raises many kinds for a file that is not a state (pickle, zip, EOF...)
         raise UsageError(f"{path} is not a dsas_bench {what} ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:200]}); refit it, or give another file") from exc
+
+
+def checked_state(saved: object, path: str | Path, fmt: str, what: str) -> dict:
+    """``saved`` if it is a dict of format ``fmt``, else a UsageError."""
     if not isinstance(saved, dict) or saved.get("format") != fmt:
         raise UsageError(f"{path} is not a dsas_bench {what}")
     return saved

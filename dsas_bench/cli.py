@@ -6,6 +6,8 @@
   dsas-bench plot results/demo                Pareto fronts (PNG and SVG)
   dsas-bench explain "some text" --run results/demo   which tokens DSAS steers, per layer
   dsas-bench ls scalers                       what is registered: methods, scalers, scorers, tasks
+  dsas-bench lm-eval --intervention DIR --strength 0.5 -- --tasks mmlu   lm-eval's own CLI, steered
+  dsas-bench export DIR --format safetensors --out x.safetensors        for llama.cpp, lm-eval, the Hub
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from dsas_bench.errors import UsageError, warn
+from dsas_bench.interop import EXPORT_FORMATS
 
 
 def _list(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -351,6 +354,22 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def lm_eval(args: argparse.Namespace) -> int:
+    """lm-eval: lm-eval's own command line on the model steered by the intervention."""
+    from dsas_bench.interop.lmeval_model import run_lm_eval_cli, steered_lm_eval_args
+
+    return run_lm_eval_cli(steered_lm_eval_args(args.lm_eval_args, args.intervention, args.model, args.scaler,
+                                                args.dsas, args.strength))
+
+
+def export(args: argparse.Namespace) -> int:
+    """export: write a fitted intervention in a format other tools load; print the path."""
+    from dsas_bench.interop.export import export_intervention
+
+    print(f"{args.format}: {export_intervention(args.intervention, args.format, args.out)}")
+    return 0
+
+
 def _add_report_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="results directories (holding results.jsonl) or results JSONL files")
@@ -429,6 +448,36 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-color", dest="no_color", action="store_true",
         help="plain token[0.83] annotations instead of ANSI colours (also when not on a terminal)")
     explain_parser.set_defaults(handler=explain)
+
+    lm_eval_parser = commands.add_parser(
+        "lm-eval", help="lm-eval's own command line on a steered model",
+        description="Run lm-eval's CLI (every task and flag: --num_fewshot, --log_samples, --output_path, ...) on the "
+                    "model steered by a fitted intervention, as the sweep steers it: the arguments after -- go to "
+                    "lm-eval, with --model dsas-steered and the model arguments set from these flags.")
+    add = lm_eval_parser.add_argument
+    add("--intervention", required=True, help="a run's <output>/interventions/<method>-<dsas>-seed<N> folder, or a "
+        "saved file (.pt, .safetensors export, .gguf control vector, steering-vectors .pt)")
+    add("--strength", type=_strength, required=True, help="strength λ of the steering")
+    add("--model", help="HF id, local folder, .gguf file or smollm2 (default: the intervention's model)")
+    add("--scaler", help="a scaler file (scaler.pt) to use instead of the intervention's own")
+    add("--dsas", metavar="MODE", help="off (drop the intervention's scaler), or a mode such as on, e2e, cast, gate "
+        "(require the scaler of that mode); "
+        "default: the intervention's scaler if it has one")
+    add("lm_eval_args", nargs="*", metavar="-- LM_EVAL_ARGS", help="lm-eval arguments, e.g. -- --tasks mmlu "
+        "--num_fewshot 5 --output_path out")
+    lm_eval_parser.set_defaults(handler=lm_eval)
+
+    export_parser = commands.add_parser(
+        "export", help="a fitted intervention in a format other tools load",
+        description="safetensors: every tensor by module name, method, options, modules, model and scaler in the "
+                    "header (--intervention reads it back). gguf-control-vector: llama.cpp / repeng control vectors "
+                    "(constant shifts at decoder-layer outputs only). lm-eval-steered: the .pt of lm-eval's "
+                    "--model steered (constant shifts at any module).")
+    export_parser.add_argument("intervention", metavar="INTERVENTION",
+                               help="a run's <output>/interventions/<method>-<dsas>-seed<N> folder or a saved file")
+    export_parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export_parser.add_argument("--out", required=True, help="the file to write")
+    export_parser.set_defaults(handler=export)
 
     ls_parser = commands.add_parser(
         "ls", help="what is registered: methods, scalers, scorers (plug-ins included) or tasks",

@@ -35,6 +35,7 @@ from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
 from dsas_bench.errors import UsageError, warn
 from dsas_bench.generation import SamplingConfig, generate_continuations
+from dsas_bench.interop.formats import load_method
 from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
 from dsas_bench.metrics.scorers import get_scorer
@@ -47,6 +48,7 @@ from dsas_bench.results import ResultsStore, quality_flags
 from dsas_bench.scaler import fit_scaler, load_scaler, trains_method
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
+from dsas_bench.steering.methods.shift import IMPORT_HINT
 from dsas_bench.steering.registry import get_method
 
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
@@ -193,7 +195,7 @@ def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[Steeri
         else:
             sets = _inputs(config).fit_sets(config, seed)
             if config.intervention:
-                steering = SteeringMethod.load(config.intervention, lm)
+                steering = load_method(config.intervention, lm)
                 modules = list(steering.state)
             else:
                 steering = get_method(method)(**config.method_options.get(method, {}))
@@ -350,9 +352,11 @@ def check(config: RunConfig, store: ResultsStore) -> None:
         load_tasks(config.lm_eval_tasks)
     lm = _lm(config)
     for method in config.methods:
+        if get_method(method).imported_only and not config.intervention:
+            raise UsageError(f"method {method!r} runs steering vectors made elsewhere: {IMPORT_HINT}")
         _modules(config, method, lm)
     if config.intervention:
-        saved = SteeringMethod.load(config.intervention, lm)
+        saved = load_method(config.intervention, lm)
         if saved.name != config.methods[0]:
             raise UsageError(f"{config.intervention} holds a fitted {saved.name!r} state, not {config.methods[0]!r}: "
                              f"run it with --method {saved.name}")

@@ -110,9 +110,13 @@ class ScalerBase(nn.Module, ABC):
 
 def load_scaler_state(path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
     """Load a saved scaler of any registered kind; with ``lm``, refuse one fitted on another model or hidden size."""
+    return scaler_from_saved(load_state(path, SCALER_FORMAT, "scaler state"), path, lm)
+
+
+def scaler_from_saved(saved: dict, path: str | Path, lm: LoadedModel | None = None) -> ScalerBase:
+    """The scaler of a saved-scaler dict (format checked) read from ``path``, checked as ``load_scaler_state`` does."""
     from dsas_bench.scaler import SCALERS
 
-    saved = load_state(path, SCALER_FORMAT, "scaler state")
     try:
         cls = SCALERS.get(saved["kind"])
     except UsageError:

@@ -35,6 +35,7 @@ class SteeringMethod(ABC):
     default_modules: ClassVar[str] = "post-attn-norm"
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
+    imported_only: ClassVar[bool] = False  # True: runs vectors given with --intervention, never fitted here
 
     def __init__(self, **options: Any):
         self.options = resolve_options(f"method {self.name!r}", self.defaults, options, self.option_types)
@@ -91,9 +92,13 @@ class SteeringMethod(ABC):
     @staticmethod
     def load(path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
         """Load a saved state; with ``lm``, refuse one fitted on another model or hidden size."""
+        return SteeringMethod.from_saved(load_state(path, STATE_FORMAT, "steering state"), path, lm)
+
+    @staticmethod
+    def from_saved(saved: dict, path: str | Path, lm: LoadedModel | None = None) -> SteeringMethod:
+        """The method of a saved-state dict (format checked) read from ``path``, checked as ``load`` does."""
         from dsas_bench.steering.registry import get_method
 
-        saved = load_state(path, STATE_FORMAT, "steering state")
         cls = get_method(saved["method"])
         if saved["version"] != cls.state_version:
             raise UsageError(f"{path} holds {saved['method']} state version {saved['version']}, this dsas_bench "

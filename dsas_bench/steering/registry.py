@@ -28,6 +28,7 @@ METHODS.add("iti", f"{_BUILT_IN}.iti:ITI")
 METHODS.add("linacts", f"{_BUILT_IN}.linear_act:LinearAcT", "linear-act", "linact", "lin-act")
 METHODS.add("meanacts", f"{_BUILT_IN}.linear_act:MeanAcT", "mean-act")
 METHODS.add("lineas", f"{_BUILT_IN}.lineas:LinEAS")
+METHODS.add("shift", f"{_BUILT_IN}.shift:Shift", "steering-vector", "control-vector")  # imported vectors only
 register_method = METHODS.register
 
 
