@@ -82,6 +82,12 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--batch-size",), "batch_size", {"type": int, "help": "batch size for fitting, generation and evaluation"}),
     (("--output", "-o"), "output", {"help": "results directory (results.jsonl, results.csv, plots)"}),
     (("--jobs", "-j"), "jobs", {"type": int, "help": "worker processes (each loads the model once)"}),
+    (("--devices",), "devices", {"type": _list(str), "help": "one worker per device, each loading the model "
+                                 "there: auto (every visible GPU, else the CPU) or a list such as cuda:0,cuda:1 or "
+                                 "cpu,cpu; replaces --device and --jobs"}),
+    (("--cells-per-batch",), "cells_per_batch", {"type": int, "help": "cells of one fitted intervention (its "
+                                                 "strengths) evaluated in shared batches of this many × "
+                                                 "--batch-size rows; 1: each cell alone (default: all)"}),
     (("--backend",), "backend", {"choices": ["loky", "dask"], "help": "loky: local processes; dask: a Dask "
                                  "cluster (--scheduler tcp://host:8786, or a local one when not given)"}),
     (("--scheduler",), "scheduler", {"help": "Dask scheduler address for --backend dask"}),

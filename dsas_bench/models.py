@@ -49,9 +49,15 @@ def resolve_device(device: str = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device not in {"cpu", "cuda", "mps"} and not device.startswith("cuda:"):
+    if device not in {"cpu", "cuda", "mps"} and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"device {device!r} is not available: this machine shows {torch.cuda.device_count()} CUDA "
+                         f"device(s); use --device auto or cpu (or a listed cuda:N)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("device 'mps' is not available on this machine: use --device auto or cpu")
+    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
