@@ -121,6 +121,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                                   "model=<folder> for roberta-rtc (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
                         "interventions instead of resuming (rows of other runs in the output directory are kept)")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the plan, the work and an "
+                        "estimated time (from a few seconds of measured throughput), and write nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
 
@@ -157,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         methods, dsas = args.methods, args.dsas_modes
     config = load_config(args.task, _overrides(args, methods, dsas))
+    if args.dry_run:
+        from dsas_bench.dryrun import dry_run
+
+        print(dry_run(config, fresh=args.fresh))
+        return 0
     new_rows = list(run_sweep(config, fresh=args.fresh))
     from dsas_bench.results import ResultsStore
 

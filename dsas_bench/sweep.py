@@ -359,8 +359,9 @@ def versions() -> dict[str, str]:
 
 
 # -- the whole sweep -------------------------------------------------------------------------------
-def check(config: RunConfig, store: ResultsStore) -> None:
-    """Everything that can fail on bad input, before any output is written."""
+def check(config: RunConfig, store: ResultsStore | None) -> None:
+    """Everything that can fail on bad input, before any output is written (``store`` None: a dry run, that
+    writes nothing)."""
     if config.devices:
         worker_devices(config.devices)
     inputs = _inputs(config)
@@ -377,7 +378,8 @@ def check(config: RunConfig, store: ResultsStore) -> None:
         if saved.name != config.methods[0]:
             raise UsageError(f"{config.intervention} holds a fitted {saved.name!r} state, not {config.methods[0]!r}: "
                              f"run it with --method {saved.name}")
-    store.check_writable()
+    if store is not None:
+        store.check_writable()
 
 
 def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]]:
