@@ -15,7 +15,7 @@ from dsas_bench.results import ResultsStore
 from dsas_bench.steering.methods.lineas import LinEAS
 from dsas_bench.sweep import _inputs, fitted, plan, run_sweep
 
-VOLATILE = ("created", "wall_time_s")
+VOLATILE = ("created", "wall_time_s", "strength_batch")  # strength_batch: how many cells shared batches
 
 
 def sweep_args(model_dir: Path, output: Path) -> list[str]:
