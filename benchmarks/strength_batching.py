@@ -9,10 +9,11 @@ interleaved rounds (rotating order, one warm-up round):
   ``per_text_perplexity`` of the texts, at ``--batch-size``, with the hooks at that λ (what a sweep did before);
 - strength-batched: ``evaluate_strengths``, the same prompts and texts in shared batches of K × ``--batch-size``
   rows, each row at its cell's λ.
-Both give the same continuations and perplexities (checked before timing). The table gives medians over rounds of
-wall-clock and CPU seconds of this process, and the median per-round ratio batched / cell by cell (below 1: the
-batched way is faster). On a GPU (``--device cuda``) the same comparison holds; its outputs are read back to the
-host each batch, so the times include the device's work. ``--profile`` prints where the time of one batched and
+Both give the same continuations and perplexities (checked before timing; that check is the warm-up round). The
+table gives medians over rounds of wall-clock and CPU seconds of this process, the median per-round ratio batched /
+cell by cell (below 1: the batched way is faster), and that ratio for generation and perplexity alone (wall). On a
+GPU (``--device cuda``) the same comparison holds; outputs are read back to the host each batch, so the times
+include the device's work. ``--profile`` prints where the time of one batched and
 one cell-by-cell evaluation goes (torch.profiler, by operator).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -55,24 +57,36 @@ class Workload:
 
     def __init__(self, lm: LoadedModel, args: argparse.Namespace):
         self.lm, self.strengths, self.batch_size = lm, args.strengths, args.batch_size
+        self.stages: dict[str, list[dict[str, float]]] = {"cell by cell": [], "batched": []}  # seconds per call
         self.prompts = [p.text for p in load_prompts(n=args.prompts)]
         self.texts = load_texts(kind="neutral", limit=args.texts)
         self.sampling = SamplingConfig(max_new_tokens=args.new_tokens)
 
     def cell_by_cell(self, maps: dict[str, SteeringMap], scaler: Scaler | None) -> list[tuple[list[str], float]]:
-        results = []
+        results, stages = [], {"generate": 0.0, "perplexity": 0.0}
         for strength in self.strengths:
             with steer(self.lm.model, maps, strength, scaler):
+                start = time.perf_counter()
                 continuations = generate_continuations(self.lm, self.prompts, self.sampling, seed=0,
                                                        batch_size=self.batch_size, progress=False)
+                middle = time.perf_counter()
                 ppl = per_text_perplexity(self.lm, self.texts, batch_size=self.batch_size, progress=False)
+                stages["generate"] += middle - start
+                stages["perplexity"] += time.perf_counter() - middle
             results.append((continuations, float(np.mean(ppl))))
+        self.stages["cell by cell"].append(stages)
         return results
 
     def batched(self, maps: dict[str, SteeringMap], scaler: Scaler | None) -> list[tuple[list[str], float]]:
         evaluated = evaluate_strengths(self.lm, maps, scaler, self.strengths, self.prompts, self.texts, self.sampling,
                                        seed=0, batch_size=self.batch_size, max_tokens=50, progress=False)
+        self.stages["batched"].append({stage: share * len(evaluated) for stage, share in evaluated[0].times.items()})
         return [(e.continuations, e.perplexity) for e in evaluated]
+
+    def stage_ratio(self, stage: str, rounds: int) -> float:
+        """Median over the last ``rounds`` calls of batched / cell-by-cell wall time of one stage."""
+        pairs = zip(self.stages["batched"][-rounds:], self.stages["cell by cell"][-rounds:], strict=True)
+        return statistics.median(batched[stage] / alone[stage] for batched, alone in pairs)
 
 
 def check_equal(workload: Workload, maps: dict[str, SteeringMap], scaler: Scaler | None) -> str:
@@ -121,17 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {check_equal(workload, maps, scaler)}")
         cases = {"cell by cell": timed(functools.partial(workload.cell_by_cell, maps, scaler)),
                  "batched": timed(functools.partial(workload.batched, maps, scaler))}
-        times = interleaved(cases, args.repeats)
+        times = interleaved(cases, args.repeats, warmup=0)  # check_equal ran both ways once: the warm-up
         rows.append([name, *(f"{statistics.median(t[clock] for t in times[case]):.1f}"
                              for case in cases for clock in (0, 1)),
                      f"{ratio(times, 'batched', 'cell by cell', 0):.3f}",
-                     f"{ratio(times, 'batched', 'cell by cell', 1):.3f}"])
+                     f"{ratio(times, 'batched', 'cell by cell', 1):.3f}",
+                     *(f"{workload.stage_ratio(stage, args.repeats):.3f}" for stage in ("generate", "perplexity"))])
         if args.profile:
             for case, call in cases.items():
                 print(f"\n{name}, {case}: operators by self CPU time\n{profile(call)}")
     print()
     print(table(["intervention", "cell by cell wall s", "cell by cell CPU s", "batched wall s", "batched CPU s",
-                 "ratio (wall)", "ratio (CPU)"], rows))
+                 "ratio (wall)", "ratio (CPU)", "generation ratio (wall)", "perplexity ratio (wall)"], rows))
     return 0
 
 

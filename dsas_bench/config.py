@@ -124,6 +124,8 @@ class RunConfig:
             raise UsageError(f"cells_per_batch must be at least 1 (1: every cell alone), got {self.cells_per_batch}")
         if self.devices is None:
             return
+        if isinstance(self.devices, str):  # a task file's "devices: cuda:0,cuda:1"
+            self.devices = [device.strip() for device in self.devices.split(",") if device.strip()]
         if not self.devices or ("auto" in self.devices and len(self.devices) > 1):
             raise UsageError(f"--devices {','.join(self.devices)}: give auto alone or a list such as cuda:0,cuda:1")
         if self.jobs != 1:

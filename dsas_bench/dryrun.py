@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from dsas_bench.config import RunConfig
+from dsas_bench.errors import UsageError
 from dsas_bench.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
 from dsas_bench.results import ResultsStore
 from dsas_bench.sweep import (
@@ -88,16 +89,21 @@ def count_work(config: RunConfig, cells: list[Cell]) -> Work:
 
 
 def lm_eval_requests(config: RunConfig) -> int:
-    """Loglikelihood requests of one cell's lm-eval pass: one per answer choice of every evaluated document."""
+    """Requests of one cell's lm-eval pass: one per answer choice of a multiple-choice document, else one per
+    document."""
     if not config.lm_eval_tasks:
         return 0
     from dsas_bench.metrics.lmeval import load_tasks, quiet_lm_eval
 
     specs, manager = load_tasks(config.lm_eval_tasks)
     with quiet_lm_eval():
-        tasks = manager.load(specs)["tasks"].values()
-        return sum(len(task.doc_to_choice(doc)) for task in tasks
-                   for doc in list(task.eval_docs)[:config.lm_eval_limit])
+        try:
+            tasks = manager.load(specs)["tasks"].values()
+        except (ConnectionError, FileNotFoundError) as error:
+            raise UsageError(f"could not load the data of lm-eval task(s) {', '.join(config.lm_eval_tasks)} to "
+                             f"count their requests: {error}") from error
+        return sum(len(task.doc_to_choice(doc)) if task.OUTPUT_TYPE == "multiple_choice" else 1
+                   for task in tasks for doc in list(task.eval_docs)[:config.lm_eval_limit])
 
 
 def estimate_seconds(config: RunConfig, work: Work, cells_per_batch: int) -> float:
