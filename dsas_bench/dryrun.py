@@ -26,6 +26,7 @@ from dsas_bench.sweep import (
     _lm,
     _sampling,
     _scorer,
+    _workers,
     cell_identity,
     check,
     fit_cache,
@@ -52,7 +53,7 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     cells = plan(config)
     done = set() if fresh else ResultsStore(config.output).done()
     todo = [cell for cell in cells if cell_identity(config, cell)[2] not in done]
-    groups = strength_groups(todo, config.cells_per_batch, BASELINE)
+    groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=_workers(config))
     work = count_work(config, todo)
     fits = sorted({fit_key(cell) for cell in todo if cell.method != BASELINE})
     cached = [key for key in fits if (fit_cache(config, *key) / METHOD_FILE).exists()]
@@ -70,7 +71,7 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     ]
     if todo:
         seconds = estimate_seconds(config, work, max(widest, 1))
-        workers = len(config.devices or []) or config.jobs
+        workers = _workers(config)
         lines.append(f"estimated time: about {_duration(seconds / workers)} on {_lm(config).device}"
                      + (f" with {workers} workers" if workers > 1 else "")
                      + " (an estimate from a few seconds of measured throughput; fitting not included)")

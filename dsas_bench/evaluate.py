@@ -41,11 +41,13 @@ def fit_key(cell: CellLike) -> tuple[str, str, int]:
     return cell.method, cell.dsas, cell.seed
 
 
-def strength_groups(cells: Sequence[CellLike], cells_per_batch: int | None, baseline: str) -> list[list[Any]]:
-    """``cells`` grouped by fitted intervention, in plan order, at most ``cells_per_batch`` (None: all) per group.
+def strength_groups(cells: Sequence[CellLike], cells_per_batch: int | None, baseline: str,
+                    workers: int = 1) -> list[list[Any]]:
+    """``cells`` grouped by fitted intervention, in plan order, at most ``cells_per_batch`` per group.
 
     The unsteered cell of a seed (method ``baseline``) joins the first group of that seed as λ = 0, or
-    stays alone when there is none.
+    stays alone when there is none. ``cells_per_batch`` None: whole groups, or, when there are fewer
+    groups than ``workers``, groups split so that every worker gets cells.
     """
     groups: dict[tuple[str, str, int], list[Any]] = {}
     for cell in cells:
@@ -59,6 +61,8 @@ def strength_groups(cells: Sequence[CellLike], cells_per_batch: int | None, base
             else:
                 joined.insert(0, cell)
     size = cells_per_batch or max((len(group) for group in groups.values()), default=1)
+    if cells_per_batch is None and len(groups) < workers:
+        size = max(1, -(-len(cells) // workers))  # ceil: about as many cells per worker
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 

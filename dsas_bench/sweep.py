@@ -396,7 +396,8 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
     todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
     try:
         with tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
-            for rows in _evaluated_groups(config, strength_groups(todo, config.cells_per_batch, BASELINE)):
+            groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=_workers(config))
+            for rows in _evaluated_groups(config, groups):
                 for row in rows:
                     store.append(row)
                     bar.update()
@@ -405,12 +406,16 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
         store.export_csv()
 
 
+def _workers(config: RunConfig) -> int:
+    """How many workers evaluate cells at once: one per device of ``--devices``, else ``--jobs``."""
+    return len(worker_devices(config.devices)) if config.devices else config.jobs
+
+
 def _evaluated_groups(config: RunConfig, groups: list[list[Cell]]) -> Iterator[list[dict[str, Any]]]:
     """The rows of each group, as groups finish: one worker per device of ``--devices``, else ``--jobs`` workers."""
     if config.devices:
-        devices = worker_devices(config.devices)
-        workers = dataclasses.replace(config, jobs=len(devices))
-        yield from run_per_device(run_group, [(workers, group) for group in groups], devices)
+        workers = dataclasses.replace(config, jobs=_workers(config))
+        yield from run_per_device(run_group, [(workers, group) for group in groups], worker_devices(config.devices))
         return
     with _backend(config):
         parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")

@@ -97,6 +97,9 @@ def test_groups_share_a_fit_and_respect_cells_per_batch(tiny_model_dir, tmp_path
     assert [c for g in groups for c in g if c.method == BASELINE] == [Cell(BASELINE, "off", 0.0, 0),
                                                                        Cell(BASELINE, "off", 0.0, 1)]
     assert max(len(g) for g in strength_groups(plan(config), 2, BASELINE)) == 2
+    one_fit = [c for c in plan(config) if (c.method, c.dsas, c.seed) in {("none", "off", 0), ("linacts", "off", 0)}]
+    assert [len(g) for g in strength_groups(one_fit, None, BASELINE, workers=2)] == [2, 2]  # a group per worker
+    assert [len(g) for g in strength_groups(one_fit, 1, BASELINE, workers=2)] == [1, 1, 1, 1]
     lone = strength_groups([Cell(BASELINE, "off", 0.0, 3)], None, BASELINE)
     assert lone == [[Cell(BASELINE, "off", 0.0, 3)]]
 
