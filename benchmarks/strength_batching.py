@@ -130,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
           f"strengths {args.strengths}, {args.prompts} prompts × {args.new_tokens} new tokens (sampled), "
           f"{args.texts} perplexity texts, batch {args.batch_size} per cell, {args.repeats} rounds")
     workload = Workload(lm, args)
+    headers = ["intervention", "cell by cell wall s", "cell by cell CPU s", "batched wall s", "batched CPU s",
+               "ratio (wall)", "ratio (CPU)", "generation ratio (wall)", "perplexity ratio (wall)"]
     rows = []
     for name, (maps, scaler) in interventions(lm).items():
-        print(f"{name}: {check_equal(workload, maps, scaler)}")
+        print(f"{name}: {check_equal(workload, maps, scaler)}", flush=True)
         cases = {"cell by cell": timed(functools.partial(workload.cell_by_cell, maps, scaler)),
                  "batched": timed(functools.partial(workload.batched, maps, scaler))}
         times = interleaved(cases, args.repeats, warmup=0)  # check_equal ran both ways once: the warm-up
@@ -141,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{ratio(times, 'batched', 'cell by cell', 0):.3f}",
                      f"{ratio(times, 'batched', 'cell by cell', 1):.3f}",
                      *(f"{workload.stage_ratio(stage, args.repeats):.3f}" for stage in ("generate", "perplexity"))])
+        print(table(headers, rows[-1:]), flush=True)  # each row as it is measured: a long run can be cut short
         if args.profile:
             for case, call in cases.items():
                 print(f"\n{name}, {case}: operators by self CPU time\n{profile(call)}")
     print()
-    print(table(["intervention", "cell by cell wall s", "cell by cell CPU s", "batched wall s", "batched CPU s",
-                 "ratio (wall)", "ratio (CPU)", "generation ratio (wall)", "perplexity ratio (wall)"], rows))
+    print(table(headers, rows))
     return 0
 
 
