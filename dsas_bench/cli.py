@@ -85,6 +85,12 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--batch-size",), "batch_size", {"type": int, "help": "batch size for fitting, generation and evaluation"}),
     (("--output", "-o"), "output", {"help": "results directory (results.jsonl, results.csv, plots)"}),
     (("--jobs", "-j"), "jobs", {"type": int, "help": "worker processes (each loads the model once)"}),
+    (("--devices",), "devices", {"type": _list(str), "help": "one worker per device, each loading the model "
+                                 "there: auto (every visible GPU, else the CPU) or a list such as cuda:0,cuda:1 or "
+                                 "cpu,cpu; replaces --device and --jobs"}),
+    (("--cells-per-batch",), "cells_per_batch", {"type": int, "help": "cells of one fitted intervention (its "
+                                                 "strengths) evaluated in shared batches of this many × "
+                                                 "--batch-size rows; 1: each cell alone (default: all)"}),
     (("--backend",), "backend", {"choices": ["loky", "dask"], "help": "loky: local processes; dask: a Dask "
                                  "cluster (--scheduler tcp://host:8786, or a local one when not given)"}),
     (("--scheduler",), "scheduler", {"help": "Dask scheduler address for --backend dask"}),
@@ -127,6 +133,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(f"{name} ({describe(kind)})" for name, kind in settable_fields().items()))
     parser.add_argument("--fresh", action="store_true", help="recompute this run's cells and refit its "
                         "interventions instead of resuming (rows of other runs in the output directory are kept)")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the plan, the work and an "
+                        "estimated time (from a few seconds of measured throughput), and write nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plot", action="store_true", help="skip the Pareto plot at the end")
 
@@ -190,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         methods, dsas = args.methods, args.dsas_modes
     config = load_config(args.task, _overrides(args, methods, dsas))
+    if args.dry_run:
+        from dsas_bench.dryrun import dry_run
+
+        print(dry_run(config, fresh=args.fresh))
+        return 0
+
     from dsas_bench.sweep import run_sweep  # torch and the models: only once the flags are known to be good
 
     new_rows = list(run_sweep(config, fresh=args.fresh))

@@ -31,7 +31,8 @@ def _tasks_dir() -> Path:
 
 TASKS_DIR = _tasks_dir()
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
-EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
+EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress", "devices",
+                    "cells_per_batch")
 # Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.
 STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options")
 
@@ -83,6 +84,8 @@ class RunConfig:
     backend: str = "loky"  # loky (local processes) | dask (a Dask cluster, see --scheduler)
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://10.0.0.5:8786
     progress: bool = True
+    devices: list[str] | None = None  # one worker per device (auto: every visible GPU, else the CPU); None: --jobs
+    cells_per_batch: int | None = None  # cells of one intervention sharing a batch; None: all its strengths
 
     def validate(self) -> RunConfig:
         """Check what can be checked without loading anything; raise UsageError naming the fix."""
@@ -99,6 +102,7 @@ class RunConfig:
             raise UsageError(f"n_prompts must be at least 1, got {self.n_prompts}")
         if self.backend not in {"loky", "dask"}:
             raise UsageError(f"unknown backend {self.backend!r}: use loky (local processes) or dask")
+        self._validate_workers()
         self.check_steering()
         return self
 
@@ -137,6 +141,22 @@ class RunConfig:
         if self.intervention and not Path(self.intervention).is_file():
             raise UsageError(f"--intervention {self.intervention}: no such file; give a saved state (.pt), e.g. "
                              f"<output>/interventions/<method>-<dsas>-seed0/method.pt")
+
+    def _validate_workers(self) -> None:
+        """--devices starts one local worker per device, so it takes neither --jobs nor a Dask cluster."""
+        if self.cells_per_batch is not None and self.cells_per_batch < 1:
+            raise UsageError(f"cells_per_batch must be at least 1 (1: every cell alone), got {self.cells_per_batch}")
+        if self.devices is None:
+            return
+        if isinstance(self.devices, str):  # a task file's "devices: cuda:0,cuda:1"
+            self.devices = [device.strip() for device in self.devices.split(",") if device.strip()]
+        if not self.devices or ("auto" in self.devices and len(self.devices) > 1):
+            raise UsageError(f"--devices {','.join(self.devices)}: give auto alone or a list such as cuda:0,cuda:1")
+        if self.jobs != 1:
+            raise UsageError("--devices starts one worker per device: leave out --jobs (or give --jobs 1)")
+        if self.backend != "loky":
+            raise UsageError("--devices places local workers; on a Dask cluster each worker takes its device from "
+                             "its own environment (CUDA_VISIBLE_DEVICES): leave out --devices, use --device auto")
 
     def cell_config(self, method: str, dsas: str) -> dict[str, Any]:
         """The resolved config of one (method, DSAS mode) run, without the execution fields.

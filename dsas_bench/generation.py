@@ -76,6 +76,25 @@ def sampling_processors(sampling: SamplingConfig, generators: Sequence[torch.Gen
     return processors
 
 
+def prompt_room(lm: LoadedModel, sampling: SamplingConfig) -> int:
+    """The most prompt tokens that leave room for ``max_new_tokens`` in the model's context."""
+    context = getattr(lm.model.config, "max_position_embeddings", 2048)
+    if sampling.max_new_tokens >= context:
+        raise UsageError(f"max_new_tokens={sampling.max_new_tokens} leaves no room for the prompt in this model's "
+                         f"context of {context} tokens: ask for fewer new tokens")
+    return context - sampling.max_new_tokens
+
+
+def generate_batch(lm: LoadedModel, batch: dict[str, Tensor], sampling: SamplingConfig,
+                   generators: Sequence[torch.Generator]) -> list[str]:
+    """The continuations of one tokenised, left-padded batch; row i samples from ``generators[i]``."""
+    processors = sampling_processors(sampling, generators) if sampling.do_sample else LogitsProcessorList()
+    out = lm.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                            repetition_penalty=sampling.repetition_penalty, logits_processor=processors,
+                            pad_token_id=lm.tokenizer.pad_token_id)
+    return lm.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig = SamplingConfig(), *,
                            seed: int = 0, batch_size: int = 16, progress: bool = True) -> list[str]:
     """One continuation per prompt, the prompt stripped: only the new tokens, special tokens skipped.
@@ -86,20 +105,10 @@ def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: Sa
         raise UsageError("generate_continuations needs a non-empty list of prompt strings")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-    context = getattr(lm.model.config, "max_position_embeddings", 2048)
-    if sampling.max_new_tokens >= context:
-        raise UsageError(f"max_new_tokens={sampling.max_new_tokens} leaves no room for the prompt in this model's "
-                         f"context of {context} tokens: ask for fewer new tokens")
     continuations: list[str] = []
-    for number, batch in enumerate(batches(lm, prompts, batch_size, max_length=context - sampling.max_new_tokens,
+    for number, batch in enumerate(batches(lm, prompts, batch_size, max_length=prompt_room(lm, sampling),
                                            desc="generate", progress=progress)):
-        processors = LogitsProcessorList()
-        if sampling.do_sample:
-            first = number * batch_size
-            rows = range(first, first + batch["input_ids"].shape[0])
-            processors = sampling_processors(sampling, [row_generator(seed, i, lm.device) for i in rows])
-        out = lm.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
-                                repetition_penalty=sampling.repetition_penalty, logits_processor=processors,
-                                pad_token_id=lm.tokenizer.pad_token_id)
-        continuations += lm.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        first = number * batch_size
+        rows = range(first, first + batch["input_ids"].shape[0])
+        continuations += generate_batch(lm, batch, sampling, [row_generator(seed, i, lm.device) for i in rows])
     return continuations

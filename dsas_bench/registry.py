@@ -98,6 +98,15 @@ class Registry(Generic[T]):
         for alias in (name, *aliases):
             self._aliases[normal_name(alias)] = name
 
+    def name_for(self, cls: type) -> str:
+        """The name a class is registered under lazily (``"module:attr"``), or its own ``name`` attribute.
+
+        Base classes call this when a subclass is defined, so a built-in has its name even when imported
+        directly rather than through the registry."""
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        return next((entry.name for entry in self._entries.values() if entry.target == path),
+                    getattr(cls, "name", ""))
+
     def remove(self, name: str) -> None:
         """Forget ``name`` and its aliases (e.g. a method registered for one notebook cell or test)."""
         entry = self._entries.pop(self.canonical(name))

@@ -10,6 +10,7 @@ that affects them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import functools
@@ -33,7 +34,9 @@ from dsas_bench.activations import model_fingerprint
 from dsas_bench.config import RunConfig, config_hash
 from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
+from dsas_bench.devices import device_for, run_per_device, worker_devices
 from dsas_bench.errors import UsageError, warn
+from dsas_bench.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.interop.formats import load_method
 from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
@@ -177,7 +180,7 @@ def _cached_scorer(name: str, options: str) -> ToxicityScorer:
 
 
 def _lm(config: RunConfig) -> LoadedModel:
-    return _model(config.model, config.device, config.dtype)
+    return _model(config.model, device_for(config.device), config.dtype)
 
 
 # -- fitting ---------------------------------------------------------------------------------------
@@ -262,12 +265,32 @@ def _modules(config: RunConfig, method: str, lm: LoadedModel) -> list[str]:
 # -- one cell --------------------------------------------------------------------------------------
 def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     """Fit (or reuse), steer, generate, score and measure one cell; return its result row."""
+    return run_group(config, [cell])[0]
+
+
+def run_group(config: RunConfig, cells: list[Cell]) -> list[dict[str, Any]]:
+    """The rows of cells of one fitted intervention (``evaluate.strength_groups``): with more than one cell,
+    generation and perplexity run in shared batches, each row at its cell's λ; lm-eval and scoring per cell."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.jobs))
     with quiet(not (config.progress and config.jobs == 1)):  # inner bars only when cells run one at a time
-        return _run_cell(config, cell)
+        if len(cells) == 1:
+            return [_run_cell(config, cells[0])]
+        lm, inputs = _lm(config), _inputs(config)
+        steering, scaler, _ = fitted(config, *next(fit_key(c) for c in cells if c.method != BASELINE))
+        shared = evaluate_strengths(lm, steering.maps(lm.device), scaler, [c.strength for c in cells],
+                                    [p.text for p in inputs.prompts], inputs.neutral, _sampling(config),
+                                    seed=cells[0].seed, batch_size=config.batch_size,
+                                    max_tokens=config.perplexity_tokens)
+        return [_run_cell(config, cell, evaluated) for cell, evaluated in zip(cells, shared, strict=True)]
 
 
-def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
+def _sampling(config: RunConfig) -> SamplingConfig:
+    return SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                          top_p=config.top_p, repetition_penalty=config.repetition_penalty)
+
+
+def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None) -> dict[str, Any]:
+    """One cell's row; ``evaluated``: its continuations and perplexity from strength-batched passes."""
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config)
     times: dict[str, float] = {"fit": 0.0}
     maps, scaler, intervention = {}, None, None
@@ -277,11 +300,16 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         intervention = {"method_options": steering.options, "modules": list(steering.state),
                         "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
     with steer(lm.model, maps, cell.strength, scaler):
-        with _timed(times, "generate"):
-            continuations = generate_continuations(lm, [p.text for p in inputs.prompts], _sampling(config),
-                                                   seed=cell.seed, batch_size=config.batch_size)
-        with _timed(times, "perplexity"):
-            ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size)
+        if evaluated is None:
+            with _timed(times, "generate"):
+                continuations = generate_continuations(lm, [p.text for p in inputs.prompts], _sampling(config),
+                                                       seed=cell.seed, batch_size=config.batch_size)
+            with _timed(times, "perplexity"):
+                ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens,
+                                 batch_size=config.batch_size)
+        else:
+            continuations, ppl = evaluated.continuations, evaluated.perplexity
+            times.update(evaluated.times)
         with _timed(times, "lm_eval"):
             # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
             # sequences would pool the pads too, so it gets one sequence per batch
@@ -303,7 +331,7 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
         "metrics": metrics, "flags": quality_flags(metrics, continuations),
         "prompt_scores": [float(s) for s in scores], "continuations": continuations,
-        "versions": versions(), "device": str(lm.device),
+        "versions": versions(), "device": str(lm.device), "strength_batch": evaluated.cells if evaluated else 1,
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -340,9 +368,13 @@ def versions() -> dict[str, str]:
 
 
 # -- the whole sweep -------------------------------------------------------------------------------
-def check(config: RunConfig, store: ResultsStore) -> None:
-    """Everything that can fail on bad input, before any output is written."""
-    store.check_writable()
+def check(config: RunConfig, store: ResultsStore | None) -> None:
+    """Everything that can fail on bad input, before any output is written (``store`` None: a dry run, that
+    writes nothing)."""
+    if store is not None:
+        store.check_writable()
+    if config.devices:
+        worker_devices(config.devices)
     _sampling(config)
     inputs = _inputs(config)
     for seed in config.seeds:
@@ -385,16 +417,32 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
                 shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
         done = store.done()
         todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
-        jobs = joblib.delayed(run_cell)
         with tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:
-            parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
-            for row in parallel(jobs(config, cell) for cell in todo):
-                store.append(row)
-                if row["flags"]:
-                    warn(f"{row['method']} λ = {row['strength']:g} seed {row['seed']}: {', '.join(row['flags'])}; "
-                         f"the row is kept but left out of fronts and leaderboards")
-                bar.update()
-                yield row
+            groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=_workers(config))
+            for rows in _evaluated_groups(config, groups):
+                for row in rows:
+                    store.append(row)
+                    if row["flags"]:
+                        warn(f"{row['method']} λ = {row['strength']:g} seed {row['seed']}: "
+                             f"{', '.join(row['flags'])}; the row is kept but left out of fronts and leaderboards")
+                    bar.update()
+                    yield row
+
+
+def _workers(config: RunConfig) -> int:
+    """How many workers evaluate cells at once: one per device of ``--devices``, else ``--jobs``."""
+    return len(worker_devices(config.devices)) if config.devices else config.jobs
+
+
+def _evaluated_groups(config: RunConfig, groups: list[list[Cell]]) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each group, as groups finish: one worker per device of ``--devices``, else ``--jobs`` workers
+    of the joblib backend the caller entered (``_backend``)."""
+    if config.devices:
+        workers = dataclasses.replace(config, jobs=_workers(config))
+        yield from run_per_device(run_group, [(workers, group) for group in groups], worker_devices(config.devices))
+        return
+    parallel = joblib.Parallel(n_jobs=config.jobs, return_as="generator_unordered")
+    yield from parallel(joblib.delayed(run_group)(config, group) for group in groups)
 
 
 @contextlib.contextmanager

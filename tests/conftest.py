@@ -1,6 +1,10 @@
 """Shared test set-up: offline hub, a private cache directory, small deterministic models."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,3 +109,24 @@ def read_only_dir(tmp_path: Path):
     if os.geteuid() == 0:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
     folder.chmod(0o755)
+
+
+def launch(args: list[str], cache: Path) -> subprocess.Popen:
+    """``python -m dsas_bench ARGS`` in a child process with its own cache (stderr kept for failures)."""
+    env = {**os.environ, "DSAS_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dsas_bench", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def kill_after(args: list[str], cache: Path, results: Path, rows: int) -> None:
+    """Launch ``args`` and SIGKILL it once ``results`` holds ``rows`` lines (or it ended, or 300 s passed)."""
+    process = launch(args, cache)
+    deadline = time.monotonic() + 300
+    while lines(results) < rows and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -1,16 +1,13 @@
 """Sweeps on the tiny model: resumable after SIGKILL, deterministic, same rows on a Dask cluster."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run_config
+from conftest import kill_after, launch, tiny_run_config
 
 from dsas_bench.config import load_config
 from dsas_bench.errors import UsageError
@@ -18,7 +15,7 @@ from dsas_bench.results import ResultsStore
 from dsas_bench.steering.methods.lineas import LinEAS
 from dsas_bench.sweep import _inputs, fitted, plan, run_sweep
 
-VOLATILE = ("created", "wall_time_s")
+VOLATILE = ("created", "wall_time_s", "strength_batch")  # strength_batch: how many cells shared batches
 
 
 def sweep_args(model_dir: Path, output: Path) -> list[str]:
@@ -30,25 +27,6 @@ def sweep_args(model_dir: Path, output: Path) -> list[str]:
 
 def comparable(rows: list[dict]) -> dict[str, dict]:
     return {row["cell_id"]: {k: v for k, v in row.items() if k not in VOLATILE} for row in rows}
-
-
-def launch(args: list[str], cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "DSAS_BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "dsas_bench", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def kill_after(args: list[str], cache: Path, results: Path, rows: int) -> None:
-    process = launch(args, cache)
-    deadline = time.monotonic() + 300
-    while lines(results) < rows and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def test_sigkilled_sweep_resumes_to_exactly_the_uninterrupted_rows(tiny_model_dir, tmp_path):

@@ -24,7 +24,7 @@ from dsas_bench.models import LoadedModel, model_source
 from dsas_bench.modules import select_modules
 from dsas_bench.steering.base import STATE_FORMAT, SteeringMethod
 from dsas_bench.steering.maps import ShiftMap, SupportedAffineMap
-from dsas_bench.steering.methods.shift import Shift
+from dsas_bench.steering.registry import get_method
 
 # steering-vectors' layer types: the decoder block's output, or one of its sub-modules (Llama-style names)
 STEERING_VECTORS_LAYER_TYPES = ("decoder_block", "self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
@@ -93,7 +93,8 @@ def imported_state(vectors: Mapping[int, Any], source: str, path: Path, lm: Load
     missing = [name for name in modules.values() if name not in dict(lm.model.named_modules())]
     if missing:
         raise UsageError(f"model {lm.name!r} has no module {missing[0]!r} for {path}: use a Llama-style model")
-    return {"format": STATE_FORMAT, "method": Shift.name, "version": Shift.state_version,
+    shift = get_method("shift")
+    return {"format": STATE_FORMAT, "method": shift.name, "version": shift.state_version,
             "options": {"source": source}, "hidden_size": lm.hidden_size, "model": lm.name,
             "state": {modules[layer]: {"v": vector} for layer, vector in tensors.items()}}
 

@@ -27,25 +27,36 @@ def per_text_perplexity(lm: LoadedModel, texts: Sequence[str], *, max_tokens: in
     Batches are left-padded; position ids count real tokens only, so a text scores the same
     alone as in any batch (up to float rounding).
     """
+    check_texts(lm, texts, max_tokens)
+    with torch.inference_mode():
+        return np.concatenate([batch_perplexity(lm, batch) for batch in
+                               batches(lm, texts, batch_size, max_length=max_tokens, desc="perplexity",
+                                       progress=progress)])
+
+
+def check_texts(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> None:
+    """Refuse what perplexity cannot be measured on: no texts, or a text of fewer than 2 tokens.
+
+    Checked before any forward pass, so a NaN perplexity always means non-finite logits (a model
+    steered too hard), which result rows flag."""
     if isinstance(texts, str) or not texts:
         raise UsageError("perplexity needs a non-empty list of texts")
     if max_tokens < 2:
         raise UsageError(f"max_tokens must be at least 2 (one next-token prediction), got {max_tokens}")
-    scores: list[np.ndarray] = []
-    with torch.inference_mode():
-        for batch in batches(lm, texts, batch_size, max_length=max_tokens, desc="perplexity", progress=progress):
-            ids, mask = batch["input_ids"], batch["attention_mask"]
-            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=real_positions(mask)).logits[:, :-1]
-            logits = logits.float()
-            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            real = (mask[:, :-1] * mask[:, 1:]).to(nll.dtype)
-            counts = real.sum(-1)
-            if (counts == 0).any():
-                index = len(scores) * batch_size + int((counts == 0).nonzero()[0, 0])
-                raise UsageError(f"text {index} ({texts[index]!r}) has fewer than 2 tokens: drop empty or "
-                                 "one-token texts before measuring perplexity")
-            scores.append(((nll * real).sum(-1) / counts).exp().double().cpu().numpy())
-    return np.concatenate(scores)
+    lengths = [len(ids) for ids in lm.tokenizer(list(texts), truncation=True, max_length=max_tokens).input_ids]
+    short = next((i for i, length in enumerate(lengths) if length < 2), None)
+    if short is not None:
+        raise UsageError(f"text {short} ({texts[short]!r}) has fewer than 2 tokens: drop empty or one-token texts "
+                         "before measuring perplexity")
+
+
+def batch_perplexity(lm: LoadedModel, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """exp(mean NLL) of each row of one tokenised, left-padded batch (rows of at least 2 tokens)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=real_positions(mask)).logits[:, :-1]
+    nll = F.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
+    real = (mask[:, :-1] * mask[:, 1:]).to(nll.dtype)
+    return ((nll * real).sum(-1) / real.sum(-1)).exp().double().cpu().numpy()
 
 
 def perplexity(lm: LoadedModel, texts: Sequence[str], *, max_tokens: int = MAX_TOKENS, batch_size: int = 16,

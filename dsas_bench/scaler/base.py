@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from dsas_bench.activations import atomic_save, load_state
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.scaler import SCALERS
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.hooks import TokenContext
 
@@ -40,6 +41,10 @@ class ScalerBase(nn.Module, ABC):
     state_version: ClassVar[int] = 2
     per_sequence: ClassVar[bool] = False  # True: one decision pools a whole sequence, so pads must be masked
     trains_method: ClassVar[bool] = False  # True: ``fit`` trains the method jointly (it is not fitted alone)
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.name = SCALERS.name_for(cls)  # a built-in's registry name, also when its module is imported directly
 
     def __init__(self, options: dict[str, Any] | None = None, model_name: str | None = None):
         super().__init__()

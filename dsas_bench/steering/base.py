@@ -21,6 +21,7 @@ from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
 from dsas_bench.registry import resolve_options
 from dsas_bench.steering.hooks import Pooling, Site, SteeringMap
+from dsas_bench.steering.registry import METHODS
 
 STATE_FORMAT = "dsas_bench.steering-state"
 
@@ -36,6 +37,10 @@ class SteeringMethod(ABC):
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
     imported_only: ClassVar[bool] = False  # True: runs vectors given with --intervention, never fitted here
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.name = METHODS.name_for(cls)  # a built-in's registry name, also when its module is imported directly
 
     def __init__(self, **options: Any):
         self.options = resolve_options(f"method {self.name!r}", self.defaults, options, self.option_types)

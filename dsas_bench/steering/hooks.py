@@ -5,8 +5,11 @@ At each steered module ℓ and every token position it applies (METHODS.md §1)
     h' = h + λ · s_ℓ(h) · (T_ℓ(h) − h)
 
 where T_ℓ is the method's map, λ the global strength and s_ℓ the scale from an optional scaler
-(1 when there is none). It also captures pooled activations, with pads excluded. Use it as a
-context manager; every hook is removed on exit, also when an exception is raised::
+(1 when there is none). λ is a float, or one strength per batch row: a (batch, 1, 1) tensor, given
+to ``steer`` or set for the batch in progress with ``HookManager.row_strengths`` (strength-batched
+evaluation: the rows of several cells of one intervention share a batch). It also captures
+pooled activations, with pads excluded. Use it as a context manager; every hook is removed on
+exit, also when an exception is raised::
 
     with steer(model, method.maps(), strength=0.5):
         model.generate(**batch)
@@ -14,8 +17,9 @@ context manager; every hook is removed on exit, also when an exception is raised
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -52,11 +56,13 @@ class TokenContext:
 
     ``mask`` (batch, new tokens) is True at real tokens and False at pads, or None when the
     caller passed no attention mask. ``new_sequence`` is True on a pass that starts sequences
-    (a prefill, or any pass without a KV cache) and False on cached decoding steps.
+    (a prefill, or any pass without a KV cache) and False on cached decoding steps. ``strength``,
+    when set, replaces every steering's λ.
     """
 
     mask: Tensor | None = None
     new_sequence: bool = True
+    strength: Tensor | None = None  # per-row λ (batch, 1, 1) of the batch in progress; None: the global λ
 
 
 class StopForward(Exception):
@@ -118,9 +124,10 @@ class HookManager:
         self._modules = dict(model.named_modules())
 
     # -- building -------------------------------------------------------------------------
-    def steer(self, maps: Mapping[str, SteeringMap], strength: float = 1.0,
+    def steer(self, maps: Mapping[str, SteeringMap], strength: float | Tensor = 1.0,
               scaler: Scaler | None = None) -> HookManager:
-        """Steer each named module with its map at global strength λ, scaled by ``scaler``."""
+        """Steer each named module with its map at strength λ (a float, or (batch, 1, 1) per row), scaled by
+        ``scaler``."""
         for name, steering_map in maps.items():
             self._pending.append((self._checked(name), self._steering_hook(name, steering_map, strength, scaler)))
         return self
@@ -155,7 +162,7 @@ class HookManager:
         return name
 
     # -- the hooks ------------------------------------------------------------------------
-    def _steering_hook(self, name: str, steering_map: SteeringMap, strength: float,
+    def _steering_hook(self, name: str, steering_map: SteeringMap, strength: float | Tensor,
                        scaler: Scaler | None) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
             h = _main_tensor(output)
@@ -163,7 +170,10 @@ class HookManager:
             step = steering_map.displacement(x)
             if scaler is not None:
                 step = step * scaler(name, x, self.context)
-            return _replace_main(output, torch.add(x, step, alpha=strength).to(h.dtype))
+            lam = strength if self.context.strength is None else self.context.strength
+            # addcmul rounds a row exactly as add(alpha=λ) does, so a row's λ gives the same bits either way
+            steered = torch.addcmul(x, step, lam) if isinstance(lam, Tensor) else torch.add(x, step, alpha=lam)
+            return _replace_main(output, steered.to(h.dtype))
 
         return hook
 
@@ -196,6 +206,15 @@ class HookManager:
             self.context.mask = None
             self.context.new_sequence = cache is None or cache.get_seq_length() == 0
 
+    @contextlib.contextmanager
+    def row_strengths(self, strengths: Tensor) -> Iterator[None]:
+        """Inside the block, batch row i is steered at ``strengths[i]`` (shape (batch,)) instead of the global λ."""
+        self.context.strength = strengths.reshape(-1, 1, 1).float()
+        try:
+            yield
+        finally:
+            self.context.strength = None
+
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> HookManager:
         try:
@@ -217,7 +236,7 @@ class HookManager:
         self._handles.clear()
 
 
-def steer(model: nn.Module, maps: Mapping[str, SteeringMap], strength: float = 1.0,
+def steer(model: nn.Module, maps: Mapping[str, SteeringMap], strength: float | Tensor = 1.0,
           scaler: Scaler | None = None) -> HookManager:
     """``with steer(model, maps, λ):`` — steering active inside the block only."""
     return HookManager(model).steer(maps, strength, scaler)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dsas_bench.errors import UsageError
+from dsas_bench.metrics.scorers import SCORERS
 from dsas_bench.progress import bar
 from dsas_bench.registry import resolve_options
 
@@ -26,6 +27,10 @@ class ToxicityScorer(ABC):
     variant: str = "default"
     weights: str = ""
     note: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        cls.name = SCORERS.name_for(cls)  # a built-in's registry name, also when its module is imported directly
 
     def __init__(self, **options: Any) -> None:
         self.options = resolve_options(f"scorer {self.name!r}", self.defaults, options)
