@@ -81,12 +81,12 @@ class CastGate(ScalerBase):
 
 def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshold: float | str = "balanced",
              val_fraction: float = 0.3, n_components: int | None = None, decide_at: int = 0, seed: int = 0,
-             batch_size: int = 16) -> CastGate:
+             whiten: bool = False, batch_size: int = 16) -> CastGate:
     """Fit the gate's classifier on source vs control at the ``decide_at``-th of ``modules``; pick the cut.
 
     ``threshold="balanced"`` chooses the cut with the best balanced accuracy on a held-out
     ``val_fraction`` of the sentences; a number in (0, 1) is a probability threshold instead.
-    ``n_components=None`` standardises instead of PCA.
+    ``n_components=None`` standardises instead of PCA; with PCA, ``whiten`` as for the DSAS probe.
     """
     if threshold != "balanced" and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
         raise UsageError(f"CAST threshold must be 'balanced' or a probability in (0, 1), not {threshold!r}")
@@ -104,12 +104,12 @@ def fit_cast(lm: LoadedModel, modules: Sequence[str], sets: FitSets, *, threshol
     except ValueError as exc:
         raise UsageError(f"cannot hold out {val_fraction} of the sentences for the CAST threshold ({exc}): "
                          f"add sentences or change val_fraction") from exc
-    probe = make_probe(n_components, seed).fit(x_fit, y_fit)
+    probe = make_probe(n_components, seed, whiten).fit(x_fit, y_fit)
     u, c = fold(probe, lm.hidden_size)
     scores = probe.decision_function(x_val)
     cut = balanced_cut(scores, y_val) if threshold == "balanced" else float(np.log(threshold / (1 - threshold)))
     options = {"mode": "cast", "threshold": threshold, "val_fraction": val_fraction, "n_components": n_components,
-               "decide_at": decide_at, "seed": seed}
+               "decide_at": decide_at, "seed": seed, "whiten": whiten}
     gate = CastGate(module, u, c, cut, ordered[:decide_at], options, lm.name)
     flagged = scores > cut
     gate.diagnostics = {"module": module, "cut": cut, "validation_steered_source": float(flagged[y_val == 1].mean()),
