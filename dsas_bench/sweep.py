@@ -272,6 +272,7 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
         maps = steering.maps(lm.device)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
+                        "method_diagnostics": steering.diagnostics,
                         "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                               top_p=config.top_p, repetition_penalty=config.repetition_penalty)

@@ -1,6 +1,7 @@
 """The contract every steering method meets: fit on activations, expose maps, save a small state.
 
-A method keeps its fitted parameters as ``state``: module name → {parameter name → tensor}.
+A method keeps its fitted parameters as ``state``: module name → {parameter name → tensor}, and what
+fitting found (e.g. how many heads ITI kept) as ``diagnostics``, which result rows record.
 ``maps()`` turns that state into one ``SteeringMap`` per module for the hook manager; DSAS and
 the strength λ are applied by the hook manager, never by the method.
 """
@@ -41,6 +42,7 @@ class SteeringMethod(ABC):
                              f"its options are: {', '.join(sorted(self.defaults)) or 'none'}")
         self.options: dict[str, Any] = {**self.defaults, **options}
         self.state: dict[str, dict[str, Tensor]] = {}
+        self.diagnostics: dict[str, Any] = {}
         self.hidden_size: int | None = None
         self.model_name: str | None = None
 
@@ -80,8 +82,8 @@ class SteeringMethod(ABC):
         """Write the fitted state (small, versioned) atomically."""
         path = Path(path)
         atomic_save({"format": STATE_FORMAT, "method": self.name, "version": self.state_version,
-                     "options": self.options, "hidden_size": self.hidden_size, "model": self.model_name,
-                     "state": {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}},
+                     "options": self.options, "diagnostics": self.diagnostics, "hidden_size": self.hidden_size,
+                     "model": self.model_name, "state": {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}},
                     path)
         return path
 
@@ -104,4 +106,5 @@ class SteeringMethod(ABC):
             raise UsageError(f"{path} was fitted on model {saved['model']!r}, not {lm.name!r}: refit for this model")
         method = cls(**saved["options"])
         method.state, method.hidden_size, method.model_name = saved["state"], saved["hidden_size"], saved["model"]
+        method.diagnostics = saved.get("diagnostics", {})
         return method
