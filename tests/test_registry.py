@@ -81,7 +81,8 @@ def test_gemma_post_norm_preset_hooks_both_post_norms_like_the_papers_pattern(fa
                                num_attention_heads=2, num_key_value_heads=1, head_dim=8))
     assert model.config.model_type == family
     chosen = select_modules(model, "post-attn-norm")
-    assert chosen == [f"model.layers.{i}.post_{kind}_layernorm" for i in range(2) for kind in ("attention", "feedforward")]
+    assert chosen == [f"model.layers.{i}.post_{kind}_layernorm" for i in range(2)
+                      for kind in ("attention", "feedforward")]
     assert chosen == select_modules(model, r".*post.*layernorm")
 
 

@@ -81,10 +81,10 @@ class SteeringMethod(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the fitted state (small, versioned) atomically."""
         path = Path(path)
+        state = {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}
         atomic_save({"format": STATE_FORMAT, "method": self.name, "version": self.state_version,
                      "options": self.options, "diagnostics": self.diagnostics, "hidden_size": self.hidden_size,
-                     "model": self.model_name, "state": {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}},
-                    path)
+                     "model": self.model_name, "state": state}, path)
         return path
 
     @staticmethod
