@@ -131,6 +131,8 @@ def test_actadd_adds_no_prefix_when_the_tokenizer_starts_with_its_own_bos(tiny_l
     assert contrast_prefix(tokenizer, "bos") == ""
     assert contrast_prefix(tiny_lm.tokenizer, "bos") == "<eos>"
     assert contrast_prefix(tiny_lm.tokenizer, "Note: ") == "Note: "
+    with pytest.raises(UsageError, match="prefix must be"):
+        contrast_prefix(tiny_lm.tokenizer, None)
 
 
 def test_actadd_prompt_start_adds_the_position_wise_difference_at_the_first_positions(tiny_lm):
@@ -146,3 +148,16 @@ def test_actadd_prompt_start_adds_the_position_wise_difference_at_the_first_posi
     with pytest.raises(UsageError, match="same number of tokens"):
         get_method("actadd")(positive=["Love"], negative=["Hatred"], positions="prompt-start").fit(
             tiny_lm, modules, SETS)
+
+
+def test_rows_record_the_iti_options_and_the_number_of_heads_kept(tiny_model_dir, tmp_path):
+    from conftest import tiny_run_config
+
+    from dsas_bench.sweep import run_sweep
+
+    config = tiny_run_config(tiny_model_dir, tmp_path, methods=["iti"],
+                             method_options={"iti": {"top_k": 0.25, "positions": "from-last-prompt-token"}})
+    row = list(run_sweep(config))[1]
+    assert row["intervention"]["method_options"]["top_k"] == 0.25
+    assert row["intervention"]["method_options"]["positions"] == "from-last-prompt-token"
+    assert row["intervention"]["method_diagnostics"] == {"heads_kept": 2, "heads_total": 8}

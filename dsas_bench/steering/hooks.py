@@ -5,7 +5,8 @@ At each steered module ℓ and every token position it applies (METHODS.md §1)
     h' = h + λ · s_ℓ(h) · (T_ℓ(h) − h)
 
 where T_ℓ is the method's map, λ the global strength and s_ℓ the scale from an optional scaler
-(1 when there is none). It also captures pooled activations, with pads excluded. Use it as a
+(1 when there is none). A map may steer only some positions (T(h) = h at the others), chosen from
+the ``TokenContext`` the manager keeps for each pass. It also captures pooled activations, with pads excluded. Use it as a
 context manager; every hook is removed on exit, also when an exception is raised::
 
     with steer(model, method.maps(), strength=0.5):

@@ -31,6 +31,8 @@ from dsas_bench.steering.registry import register_method
 
 def contrast_prefix(tokenizer, prefix: str) -> str:
     """The text put before each contrast prompt: '' when the tokenizer starts sequences with its own BOS."""
+    if not isinstance(prefix, str):
+        raise UsageError(f"actadd prefix must be 'bos', 'none' or a text, not {prefix!r}")
     if prefix == "none":
         return ""
     if prefix != "bos":
