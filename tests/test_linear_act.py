@@ -75,6 +75,8 @@ def test_mean_act_defaults_to_ml_act_unbounded_support_skipping_constant_channel
     torch.testing.assert_close(steering_map(far), expected)
     masked = get_method("meanacts")(support="source-range")
     assert torch.equal(masked.make_map(masked.fit_module(source, target))(far), far)
+    with pytest.raises(UsageError, match="at least 2 source and 2 target"):
+        method.fit_module(source[:1], target[:1])
 
 
 def test_unequal_sets_are_balanced(synthetic):

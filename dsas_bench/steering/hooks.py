@@ -6,8 +6,9 @@ At each steered module ℓ and every token position it applies (METHODS.md §1)
 
 where T_ℓ is the method's map, λ the global strength and s_ℓ the scale from an optional scaler
 (1 when there is none). A map may steer only some positions (T(h) = h at the others), chosen from
-the ``TokenContext`` the manager keeps for each pass. It also captures pooled activations, with pads excluded. Use it as a
-context manager; every hook is removed on exit, also when an exception is raised::
+the ``TokenContext`` the manager keeps for each pass. It also captures pooled activations, with
+pads excluded. Use it as a context manager; every hook is removed on exit, also when an exception
+is raised::
 
     with steer(model, method.maps(), strength=0.5):
         model.generate(**batch)

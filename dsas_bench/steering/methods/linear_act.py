@@ -113,6 +113,9 @@ class MeanAcT(LinearAcT):
 
     def transport(self, source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         source, target = source.double(), target.double()
+        if min(len(source), len(target)) < 2:
+            raise UsageError(f"{self.name} skips channels whose spread is at most std_eps, which needs at least 2 "
+                             f"source and 2 target sentences: add sentences")
         varying = (source.std(0) > self.options["std_eps"]) & (target.std(0) > self.options["std_eps"])
         shift = (target.mean(0) - source.mean(0)) * varying
         return torch.ones_like(shift), shift
