@@ -104,14 +104,15 @@ def test_iti_c_adds_the_unit_classifier_normal_by_default_and_alpha_sigma_as_an_
         get_method("iti")(variant="c", normal_scale="norm").fit(tiny_lm, modules, SETS)
 
 
-def test_actadd_puts_a_bos_before_the_contrast_prompts_when_the_tokenizer_adds_none(tiny_lm):
-    """The tiny tokenizer adds no BOS and has none: its EOS starts each contrast prompt, recorded."""
+@pytest.mark.parametrize(("prefix", "used"), [("auto", "\n"), ("bos", "<eos>"), ("Note: ", "Note: ")])
+def test_actadd_puts_a_prefix_before_the_contrast_prompts_when_the_tokenizer_adds_no_bos(tiny_lm, prefix, used):
+    """The tiny tokenizer adds no BOS and has none: a newline (auto) or its EOS (bos) starts each prompt, recorded."""
     modules = select_modules(tiny_lm.model, "layers")
-    method = get_method("actadd")(layer=1).fit(tiny_lm, modules, SETS)
-    assert method.options["prefix"] == "bos" and method.diagnostics == {"contrast_prefix": "<eos>"}
-    assert tiny_lm.tokenizer("<eos>Love")["input_ids"][0] == tiny_lm.tokenizer.eos_token_id
-    plus, minus = (pooled_activations(tiny_lm, [text], [modules[1]], pooling="last")[modules[1]][0]
-                   for text in ("<eos>Love", "<eos>Hate"))
+    method = get_method("actadd")(layer=1, **({} if prefix == "auto" else {"prefix": prefix})).fit(
+        tiny_lm, modules, SETS)
+    assert method.options["prefix"] == prefix and method.diagnostics == {"contrast_prefix": used}
+    plus, minus = (pooled_activations(tiny_lm, [used + text], [modules[1]], pooling="last")[modules[1]][0]
+                   for text in ("Love", "Hate"))
     torch.testing.assert_close(method.state[modules[1]]["v"], plus - minus)
     bare = get_method("actadd")(layer=1, prefix="none").fit(tiny_lm, modules, SETS)
     assert bare.diagnostics == {"contrast_prefix": ""}
@@ -123,14 +124,14 @@ def test_actadd_adds_no_prefix_when_the_tokenizer_starts_with_its_own_bos(tiny_l
 
     from dsas_bench.steering.methods.actadd import contrast_prefix
 
+    assert tiny_lm.tokenizer("<eos>Love")["input_ids"][0] == tiny_lm.tokenizer.eos_token_id  # a special token
     tokenizer = copy.deepcopy(tiny_lm.tokenizer)
     tokenizer.add_special_tokens({"bos_token": "<s>"})
     tokenizer._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[
         ("<s>", tokenizer.bos_token_id)])
     assert tokenizer("x")["input_ids"][0] == tokenizer.bos_token_id
-    assert contrast_prefix(tokenizer, "bos") == ""
-    assert contrast_prefix(tiny_lm.tokenizer, "bos") == "<eos>"
-    assert contrast_prefix(tiny_lm.tokenizer, "Note: ") == "Note: "
+    assert contrast_prefix(tokenizer, "auto") == contrast_prefix(tokenizer, "bos") == ""
+    assert contrast_prefix(tokenizer, "Note: ") == "Note: "
     with pytest.raises(UsageError, match="prefix must be"):
         contrast_prefix(tiny_lm.tokenizer, None)
 
@@ -140,11 +141,11 @@ def test_actadd_prompt_start_adds_the_position_wise_difference_at_the_first_posi
     modules = select_modules(tiny_lm.model, "layers")
     method = get_method("actadd")(layer=0, positions="prompt-start").fit(tiny_lm, modules, SETS)
     v = method.state[modules[0]]["v"]
-    batch = tiny_lm.tokenizer(["<eos>Love", "<eos>Hate"], return_tensors="pt")
+    batch = tiny_lm.tokenizer(["\nLove", "\nHate"], return_tensors="pt")
     with torch.no_grad():
         hidden = tiny_lm.model(**batch, output_hidden_states=True).hidden_states[1]  # output of model.layers.0
     torch.testing.assert_close(v, hidden[0] - hidden[1], rtol=1e-5, atol=1e-5)
-    assert v.shape == (5, tiny_lm.hidden_size) and torch.equal(v[0], torch.zeros_like(v[0]))  # the shared BOS
+    assert v.shape == (5, tiny_lm.hidden_size) and torch.equal(v[0], torch.zeros_like(v[0]))  # the shared prefix
     with pytest.raises(UsageError, match="same number of tokens"):
         get_method("actadd")(positive=["Love"], negative=["Hatred"], positions="prompt-start").fit(
             tiny_lm, modules, SETS)

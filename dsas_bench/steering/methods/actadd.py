@@ -6,11 +6,13 @@ one module; T(h) = h + v there, at every position (``positions="all"``, as AcT a
 position, their difference h_A (n, d) added at the first n positions of each sequence (the prompts
 of a pair must then have as many tokens; Turner et al. pad the shorter with spaces).
 
-``prefix="bos"`` (default) puts the tokenizer's BOS token (its EOS when it has none) before each
-contrast prompt when the tokenizer adds none itself: otherwise, on tokenizers such as SmolLM2's,
-"Love" sits alone at position 0, the attention sink, whose activation norm is several times a
-typical token's. ``prefix="none"`` uses the prompts as they are; any other string is put before
-them literally. The prefix used is in ``diagnostics``. The strength grid may reach beyond 1.
+Without a prefix, on tokenizers that add no BOS (SmolLM2's), "Love" sits alone at position 0, the
+attention sink, whose activation norm is several times a typical token's. ``prefix="auto"``
+(default) puts a newline before each contrast prompt when the tokenizer adds no BOS itself, a
+neutral token that takes position 0; ``"bos"`` puts the tokenizer's BOS token there instead (its
+EOS when it has none), which on SmolLM2 (BOS ``<|im_start|>``) leaves "Love" nearly as large;
+``"none"`` uses the prompts as they are; any other text is put before them literally. The prefix
+used is in ``diagnostics``. The strength grid may reach beyond 1.
 """
 
 from __future__ import annotations
@@ -30,19 +32,20 @@ from dsas_bench.steering.registry import register_method
 
 
 def contrast_prefix(tokenizer, prefix: str) -> str:
-    """The text put before each contrast prompt: '' when the tokenizer starts sequences with its own BOS."""
+    """The text put before each contrast prompt (``auto`` and ``bos``: '' when the tokenizer adds its own BOS)."""
     if not isinstance(prefix, str):
-        raise UsageError(f"actadd prefix must be 'bos', 'none' or a text, not {prefix!r}")
-    if prefix == "none":
+        raise UsageError(f"actadd prefix must be 'auto', 'bos', 'none' or a text, not {prefix!r}")
+    if prefix not in ("auto", "bos"):
+        return "" if prefix == "none" else prefix
+    if tokenizer.bos_token_id is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
         return ""
-    if prefix != "bos":
-        return prefix
+    if prefix == "auto":
+        return "\n"
     start = tokenizer.bos_token or tokenizer.eos_token
     if start is None:
         raise UsageError("actadd prefix 'bos': this tokenizer has neither a BOS nor an EOS token; "
-                         "give a neutral prefix text or prefix='none'")
-    first = tokenizer("x")["input_ids"][:1]
-    return "" if first == [tokenizer.bos_token_id] else start
+                         "use prefix='auto', a neutral prefix text or prefix='none'")
+    return start
 
 
 def token_activations(lm: LoadedModel, texts: Sequence[str], module: str) -> Tensor:
@@ -71,7 +74,7 @@ class ActAdd(SteeringMethod):
         "positive": ("Love",),
         "negative": ("Hate",),
         "layer": None,  # index into the selected modules; None: a quarter of the way down
-        "prefix": "bos",  # or "none", or a neutral text put before each contrast prompt
+        "prefix": "auto",  # or "bos", "none", or a neutral text put before each contrast prompt
         "positions": "all",  # or "prompt-start" (Turner et al.)
     }
     default_modules = "layers"
