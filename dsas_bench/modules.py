@@ -9,13 +9,15 @@ from torch import nn
 
 from dsas_bench.errors import UsageError
 
-# Preset -> regex per architecture family (matched on ``config.model_type``).
+# Preset -> regex per architecture family (matched on ``config.model_type``). On Gemma-2/3, whose layers
+# also norm the MLP output, "post-attn-norm" is the papers' ``.*post.*layernorm``: both post norms
+# (ml-act's Gemma-2 default).
 PRESETS: dict[str, dict[str, str]] = {
     "post-attn-norm": {
         "llama": r"model\.layers\.\d+\.post_attention_layernorm",
         "qwen2": r"model\.layers\.\d+\.post_attention_layernorm",
-        "gemma2": r"model\.layers\.\d+\.post_attention_layernorm",
-        "gemma3_text": r"model\.layers\.\d+\.post_attention_layernorm",
+        "gemma2": r"model\.layers\.\d+\.post_(attention|feedforward)_layernorm",
+        "gemma3_text": r"model\.layers\.\d+\.post_(attention|feedforward)_layernorm",
         "gpt2": r"transformer\.h\.\d+\.ln_2",
     },
     "o-proj": {

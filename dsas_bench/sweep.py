@@ -298,6 +298,7 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
         maps = steering.maps(lm.device)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
+                        "method_diagnostics": steering.diagnostics,
                         "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
     with steer(lm.model, maps, cell.strength, scaler):
         if evaluated is None:

@@ -98,7 +98,8 @@ def test_more_prompts_than_exist(run, tmp_path):
 def meanacts(tiny_lm):
     """Mean-AcT fitted on the tiny model, to save as an --intervention."""
     return get_method("meanacts")().fit(tiny_lm, select_modules(tiny_lm.model, "post-attn-norm"),
-                                        FitSets(["bad words here"], ["kind words here"]))
+                                        FitSets(["bad words here", "awful words there"],
+                                                ["kind words here", "nice words there"]))
 
 
 def test_intervention_from_another_model(run, meanacts, tmp_path):

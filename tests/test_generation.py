@@ -5,7 +5,7 @@ import torch
 
 from dsas_bench.errors import UsageError
 from dsas_bench.generation import RowGumbelSampler, SamplingConfig, generate_continuations
-from dsas_bench.steering.hooks import has_hooks, steer
+from dsas_bench.steering.hooks import hook_count, steer
 from dsas_bench.steering.maps import ShiftMap
 
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?", "Once upon"]
@@ -52,12 +52,13 @@ def test_prompt_is_stripped_and_special_tokens_skipped(tiny_lm):
 def test_runs_the_active_steering_and_adds_no_hooks(tiny_lm):
     torch.manual_seed(0)
     maps = {"model.layers.0": ShiftMap(20 * torch.randn(tiny_lm.hidden_size))}
+    before = hook_count(tiny_lm.model)
     plain = run(tiny_lm, sampling=GREEDY)
     with steer(tiny_lm.model, maps, strength=0.0):
         assert run(tiny_lm, sampling=GREEDY) == plain
     with steer(tiny_lm.model, maps, strength=1.0):
         assert run(tiny_lm, sampling=GREEDY) != plain
-    assert not has_hooks(tiny_lm.model)
+    assert hook_count(tiny_lm.model) == before
 
 
 def test_row_sampler_draws_from_the_softmax():

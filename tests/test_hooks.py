@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from dsas_bench.steering.hooks import HookManager, SteeringMap, has_hooks, pool, steer
+from dsas_bench.steering.hooks import HookManager, SteeringMap, hook_count, pool, steer
 
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
 
@@ -61,18 +61,20 @@ def test_cached_generation_equals_uncached(tiny_lm, maps):
 
 
 def test_hooks_removed_on_exit_and_on_exception(tiny_lm, maps):
+    before = hook_count(tiny_lm.model)
     with steer(tiny_lm.model, maps):
-        assert has_hooks(tiny_lm.model)
-    assert not has_hooks(tiny_lm.model)
+        assert hook_count(tiny_lm.model) == before + len(maps) + 1  # one per map, one to track tokens
+    assert hook_count(tiny_lm.model) == before
     with pytest.raises(RuntimeError, match="boom"), steer(tiny_lm.model, maps):
         raise RuntimeError("boom")
-    assert not has_hooks(tiny_lm.model)
+    assert hook_count(tiny_lm.model) == before
 
 
 def test_unknown_module_is_rejected_before_any_hook(tiny_lm, maps):
+    before = hook_count(tiny_lm.model)
     with pytest.raises(KeyError, match="no module named"):
         HookManager(tiny_lm.model).steer({"model.layers.9": maps["model.layers.1"]})
-    assert not has_hooks(tiny_lm.model)
+    assert hook_count(tiny_lm.model) == before
 
 
 def test_capture_excludes_pads(tiny_lm):

@@ -62,6 +62,23 @@ def test_mean_act_shifts_means_and_keeps_scale(synthetic):
     torch.testing.assert_close(params["beta"], target.mean(0) - source.mean(0))
 
 
+def test_mean_act_defaults_to_ml_act_unbounded_support_skipping_constant_channels(synthetic):
+    """ml-act's mean_ot: support q_all (every value) and channels with std ≤ 1e-4 in either set untouched."""
+    source, target = (x.clone() for x in synthetic)
+    source[:, 1], target[:, 3] = 2.0, 7.0  # near-constant channels
+    method = get_method("meanacts")()
+    assert method.options["support"] == "unbounded" and method.options["std_eps"] == 1e-4
+    steering_map = method.make_map(method.fit_module(source, target))
+    far = torch.full((1, 5), 100.0)  # far outside the source range: still moved
+    shift = target.mean(0) - source.mean(0)
+    expected = far + torch.where(torch.tensor([True, False, True, False, True]), shift, 0.0)
+    torch.testing.assert_close(steering_map(far), expected)
+    masked = get_method("meanacts")(support="source-range")
+    assert torch.equal(masked.make_map(masked.fit_module(source, target))(far), far)
+    with pytest.raises(UsageError, match="at least 2 source and 2 target"):
+        method.fit_module(source[:1], target[:1])
+
+
 def test_unequal_sets_are_balanced(synthetic):
     source, target = synthetic
     params = get_method("linacts")().fit_module(source[:700], target)

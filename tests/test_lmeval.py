@@ -10,7 +10,7 @@ from conftest import tiny_run_config
 
 from dsas_bench.errors import UsageError
 from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, load_tasks, task_config
-from dsas_bench.steering.hooks import has_hooks, steer
+from dsas_bench.steering.hooks import hook_count, steer
 from dsas_bench.steering.maps import ShiftMap
 
 TASK_YAML = """
@@ -59,6 +59,7 @@ def test_demo_task_ships_in_the_default_folder():
 def test_strength_zero_gives_unsteered_scores_and_strong_steering_changes_them(tiny_lm, elsewhere):
     torch.manual_seed(0)
     maps = {"model.layers.0": ShiftMap(20 * torch.randn(tiny_lm.hidden_size))}
+    before = hook_count(tiny_lm.model)
     plain = evaluate_tasks(tiny_lm, ["demo_mc"], limit=12)
     with steer(tiny_lm.model, maps, strength=0.0):
         zero = evaluate_tasks(tiny_lm, ["demo_mc"], limit=12)
@@ -67,7 +68,7 @@ def test_strength_zero_gives_unsteered_scores_and_strong_steering_changes_them(t
     assert set(plain) == {"demo_mc"} and 0 <= plain["demo_mc"] <= 1
     assert zero == plain
     assert strong != plain
-    assert not has_hooks(tiny_lm.model)
+    assert hook_count(tiny_lm.model) == before
 
 
 def test_include_path_task_with_relative_data_and_few_shot(tiny_lm, tmp_path, elsewhere):

@@ -69,6 +69,22 @@ def test_presets_select_in_forward_order(tiny_lm):
     assert select_modules(tiny_lm.model, r".*post.*layernorm") == select_modules(tiny_lm.model, "post-attn-norm")
 
 
+@pytest.mark.parametrize("family", ["gemma2", "gemma3_text"])
+def test_gemma_post_norm_preset_hooks_both_post_norms_like_the_papers_pattern(family):
+    """Gemma-2/3 norm the attention and the MLP outputs; ``.*post.*layernorm`` (and ml-act) hooks both."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+    config, model_class = {"gemma2": (Gemma2Config, Gemma2ForCausalLM),
+                           "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM)}[family]
+    model = model_class(config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    assert model.config.model_type == family
+    chosen = select_modules(model, "post-attn-norm")
+    assert chosen == [f"model.layers.{i}.post_{kind}_layernorm" for i in range(2)
+                      for kind in ("attention", "feedforward")]
+    assert chosen == select_modules(model, r".*post.*layernorm")
+
+
 def install_plugin(tmp_path: Path, package: str, module: str, entry_points: str) -> dict[str, str]:
     """Install a one-module package declaring ``entry_points`` (pyproject TOML) into a folder of its own;
     return an environment in which a child Python finds it (and this checkout)."""

@@ -155,6 +155,28 @@ def test_fold_equals_the_probe():
         np.testing.assert_allclose(probability.numpy(), probe.predict_proba(x)[:, 1], rtol=1e-4, atol=1e-5)
 
 
+def test_dsas_probe_is_unwhitened_by_default_and_whitening_is_a_recorded_option(tiny_lm, modules, sets):
+    """METHODS.md §3: centre, PCA, logistic regression; with its L2 penalty, whitening changes the probe."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from dsas_bench.activations import pooled_activations
+
+    plain = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0)
+    whitened = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0, whiten=True)
+    assert plain.options["whiten"] is False and whitened.options["whiten"] is True
+    texts, labels = [*sets.source, *sets.control], np.r_[np.ones(len(sets.source)), np.zeros(len(sets.control))]
+    acts = pooled_activations(tiny_lm, texts, modules, progress=False)
+    for i, name in enumerate(modules):
+        x = acts[name].double().numpy()
+        by_hand = make_pipeline(PCA(3, random_state=0), LogisticRegression(max_iter=1000)).fit(x, labels)
+        u, c = fold(by_hand, tiny_lm.hidden_size)
+        torch.testing.assert_close(plain.u[i], u, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(plain.c[i], c, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(whitened.u[i], u, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("policy", ["off", "full"])
 def test_weak_layers_follow_the_policy(tiny_lm, modules, sets, policy):
     scaler = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=1.01, policy=policy)

@@ -52,7 +52,7 @@ class CastGate(ScalerBase):
 
     label = "CAST gate"
     defaults = {"threshold": "balanced", "val_fraction": 0.3, "n_components": None, "decide_at": 0, "seed": 0,
-                "batch_size": 16}
+                "whiten": False, "batch_size": 16}
     option_types = {"threshold": float | str, "n_components": int | None}
     per_sequence = True
 
@@ -108,7 +108,7 @@ class CastGate(ScalerBase):
         except ValueError as exc:
             raise UsageError(f"cannot hold out {options['val_fraction']} of the sentences for the CAST threshold "
                              f"({exc}): add sentences or change val_fraction") from exc
-        probe = make_probe(options["n_components"], seed).fit(x_fit, y_fit)
+        probe = make_probe(options["n_components"], seed, options["whiten"]).fit(x_fit, y_fit)
         u, c = fold(probe, lm.hidden_size)
         scores = probe.decision_function(x_val)
         cut = balanced_cut(scores, y_val) if threshold == "balanced" else float(np.log(threshold / (1 - threshold)))

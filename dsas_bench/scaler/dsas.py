@@ -1,7 +1,7 @@
 """DSAS (METHODS.md §3): how much to steer, per token and module, from a linear probe on the un-steered value.
 
-For each steered module a probe — centring and PCA to r whitened components, then logistic
-regression — separates mean-pooled source activations (label 1) from control ones (label 0). Its
+For each steered module a probe — centring and PCA to r components (whitened with ``whiten=True``),
+then logistic regression — separates mean-pooled source activations (label 1) from control ones (label 0). Its
 cross-validated accuracy decides whether the module is trusted: below the threshold the module is
 gated off (s ≡ 0, or s ≡ 1 with policy ``full``). The probe is affine before its sigmoid, so it
 folds into one vector and a bias: s(h) = σ(uᵀh + c), a dot product and a sigmoid per token.
@@ -47,9 +47,10 @@ def check_choice(kind: str, value: str, allowed: Sequence[str]) -> str:
     return value
 
 
-def make_probe(n_components: int | None, seed: int) -> Pipeline:
-    """PCA to ``n_components`` whitened components (or, with None, standardisation), then logistic regression."""
-    reduce = PCA(n_components, whiten=True, random_state=seed) if n_components else StandardScaler()
+def make_probe(n_components: int | None, seed: int, whiten: bool = False) -> Pipeline:
+    """Centring and PCA to ``n_components`` components, whitened or not (or, with None, standardisation), then
+    logistic regression. With its L2 penalty, whitening changes the probe; METHODS.md §3 does not whiten."""
+    reduce = PCA(n_components, whiten=whiten, random_state=seed) if n_components else StandardScaler()
     return make_pipeline(reduce, LogisticRegression(max_iter=1000))
 
 
@@ -126,12 +127,13 @@ class DSAS(LinearScaler):
     """The DSAS scaler: per module a folded PCA + logistic probe of source (toxic) vs control (neutral).
 
     Modules whose ``cv``-fold accuracy is below ``threshold`` follow ``policy`` (off: s ≡ 0, full: s ≡ 1).
+    ``whiten=True`` whitens the PCA components before the regression (not in METHODS.md §3).
     """
 
     label = "DSAS"
     option_types = {"threshold": float}
     defaults = {"n_components": 5, "threshold": 0.75, "policy": "off", "context": "token", "cv": 5, "seed": 0,
-                "batch_size": 16}
+                "whiten": False, "batch_size": 16}
 
     @classmethod
     def check_values(cls, options: dict[str, Any]) -> None:
@@ -160,9 +162,9 @@ class DSAS(LinearScaler):
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
         accuracy, us, cs, modes = {}, [], [], []
         for name in modules:
-            accuracy[name] = float(cross_val_score(make_probe(n_components, seed), acts[name], labels,
-                                                   cv=splitter).mean())
-            u, c = fold(make_probe(n_components, seed).fit(acts[name], labels), lm.hidden_size)
+            probe = make_probe(n_components, seed, options["whiten"])
+            accuracy[name] = float(cross_val_score(probe, acts[name], labels, cv=splitter).mean())
+            u, c = fold(probe.fit(acts[name], labels), lm.hidden_size)
             us.append(u)
             cs.append(c)
             modes.append("on" if accuracy[name] >= options["threshold"] else options["policy"])

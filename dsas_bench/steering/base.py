@@ -1,6 +1,7 @@
 """The contract every steering method meets: fit on activations, expose maps, save a small state.
 
-A method keeps its fitted parameters as ``state``: module name → {parameter name → tensor}.
+A method keeps its fitted parameters as ``state``: module name → {parameter name → tensor}, and what
+fitting found (e.g. how many heads ITI kept) as ``diagnostics``, which result rows record.
 ``maps()`` turns that state into one ``SteeringMap`` per module for the hook manager; DSAS and
 the strength λ are applied by the hook manager, never by the method.
 """
@@ -46,6 +47,7 @@ class SteeringMethod(ABC):
         self.options = resolve_options(f"method {self.name!r}", self.defaults, options, self.option_types)
         self.check_values()
         self.state: dict[str, dict[str, Tensor]] = {}
+        self.diagnostics: dict[str, Any] = {}
         self.hidden_size: int | None = None
         self.model_name: str | None = None
 
@@ -88,10 +90,10 @@ class SteeringMethod(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the fitted state (small, versioned) atomically."""
         path = Path(path)
+        state = {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}
         atomic_save({"format": STATE_FORMAT, "method": self.name, "version": self.state_version,
-                     "options": self.options, "hidden_size": self.hidden_size, "model": self.model_name,
-                     "state": {m: {k: v.detach().cpu() for k, v in p.items()} for m, p in self.state.items()}},
-                    path)
+                     "options": self.options, "diagnostics": self.diagnostics, "hidden_size": self.hidden_size,
+                     "model": self.model_name, "state": state}, path)
         return path
 
     @staticmethod
@@ -115,4 +117,5 @@ class SteeringMethod(ABC):
             raise UsageError(f"{path} was fitted on model {saved['model']!r}, not {lm.name!r}: refit for this model")
         method = cls(**saved["options"])
         method.state, method.hidden_size, method.model_name = saved["state"], saved["hidden_size"], saved["model"]
+        method.diagnostics = saved.get("diagnostics", {})
         return method

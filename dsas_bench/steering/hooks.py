@@ -7,9 +7,10 @@ At each steered module ℓ and every token position it applies (METHODS.md §1)
 where T_ℓ is the method's map, λ the global strength and s_ℓ the scale from an optional scaler
 (1 when there is none). λ is a float, or one strength per batch row: a (batch, 1, 1) tensor, given
 to ``steer`` or set for the batch in progress with ``HookManager.row_strengths`` (strength-batched
-evaluation: the rows of several cells of one intervention share a batch). It also captures
-pooled activations, with pads excluded. Use it as a context manager; every hook is removed on
-exit, also when an exception is raised::
+evaluation: the rows of several cells of one intervention share a batch). A map may steer only
+some positions (T(h) = h at the others), chosen from the ``TokenContext`` the manager keeps for
+each pass. It also captures pooled activations, with pads excluded. Use it as a context manager;
+every hook is removed on exit, also when an exception is raised::
 
     with steer(model, method.maps(), strength=0.5):
         model.generate(**batch)
@@ -35,15 +36,22 @@ class SteeringMap(nn.Module):
 
     Subclasses keep their parameters as buffers (so ``fingerprint`` and ``state_dict`` see them)
     and implement ``forward``; affine maps may override ``displacement`` with a fused expression.
+    A map that steers only some token positions overrides ``step``, which sees the ``TokenContext``;
+    settings other than tensors go in ``extra_repr`` (the fingerprint hashes it).
     """
 
     def displacement(self, h: Tensor) -> Tensor:
         """T(h) − h."""
         return self(h) - h
 
+    def step(self, h: Tensor, context: TokenContext) -> Tensor:
+        """T(h) − h for the tokens of this pass (``context`` says which positions they are); by default every token."""
+        return self.displacement(h)
+
     def fingerprint(self) -> str:
-        """A hash of the map's type and tensors, for cache keys."""
+        """A hash of the map's type, settings and tensors, for cache keys."""
         digest = hashlib.sha256(type(self).__name__.encode())
+        digest.update(self.extra_repr().encode())
         for key, value in sorted(self.state_dict().items()):
             digest.update(key.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
@@ -58,11 +66,17 @@ class TokenContext:
     caller passed no attention mask. ``new_sequence`` is True on a pass that starts sequences
     (a prefill, or any pass without a KV cache) and False on cached decoding steps. ``strength``,
     when set, replaces every steering's λ.
+    ``positions`` (batch, new tokens) counts each token's place among the real tokens of its
+    sequence (0 for the first; pads before it get −1), across KV-cached passes. ``prompt_length``
+    (batch,) is the number of real tokens of the pass that started the sequences, kept by cached
+    steps and by passes without a cache that re-run those sequences with tokens appended.
     """
 
     mask: Tensor | None = None
     new_sequence: bool = True
     strength: Tensor | None = None  # per-row λ (batch, 1, 1) of the batch in progress; None: the global λ
+    positions: Tensor | None = None
+    prompt_length: Tensor | None = None
 
 
 class StopForward(Exception):
@@ -119,6 +133,7 @@ class HookManager:
     def __init__(self, model: nn.Module):
         self.model = model
         self.context = TokenContext()
+        self._sequence_ids: Tensor | None = None
         self._pending: list[tuple[str, Callable]] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._modules = dict(model.named_modules())
@@ -167,7 +182,7 @@ class HookManager:
         def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
             h = _main_tensor(output)
             x = h.float()
-            step = steering_map.displacement(x)
+            step = steering_map.step(x, self.context)
             if scaler is not None:
                 step = step * scaler(name, x, self.context)
             lam = strength if self.context.strength is None else self.context.strength
@@ -192,19 +207,34 @@ class HookManager:
         raise StopForward
 
     def _track_tokens(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Root pre-hook: record which of this pass's tokens are real and whether it starts sequences."""
-        tokens = kwargs.get("input_ids", args[0] if args else None)
-        if tokens is None:
-            tokens = kwargs["inputs_embeds"]
-        length = tokens.shape[1]
+        """Root pre-hook: record which of this pass's tokens are real, where they sit in their sequences and
+        whether the pass starts sequences."""
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        tokens = kwargs["inputs_embeds"] if ids is None else ids
+        batch, length = tokens.shape[:2]
         mask = kwargs.get("attention_mask")
+        context = self.context
         if isinstance(mask, Tensor) and mask.dim() == 2:
-            self.context.mask = mask[:, -length:].bool()
-            self.context.new_sequence = mask.shape[1] == length
+            counts = mask.bool().cumsum(1)
+            context.mask = mask[:, -length:].bool()
         else:
             cache = kwargs.get("past_key_values")
-            self.context.mask = None
-            self.context.new_sequence = cache is None or cache.get_seq_length() == 0
+            past = 0 if cache is None else cache.get_seq_length()
+            counts = torch.arange(1, past + length + 1, device=tokens.device).expand(batch, -1)
+            context.mask = None
+        context.new_sequence = counts.shape[1] == length
+        context.positions = counts[:, -length:] - 1
+        if context.new_sequence:
+            if not self._reruns(ids):
+                context.prompt_length = counts[:, -1]
+            self._sequence_ids = ids
+
+    def _reruns(self, ids: Tensor | None) -> bool:
+        """Whether a pass that starts sequences re-runs the last such pass's sequences with tokens appended
+        (generation without a KV cache)."""
+        last = self._sequence_ids
+        return (ids is not None and last is not None and ids.shape[0] == last.shape[0]
+                and ids.shape[1] > last.shape[1] and bool((ids[:, :last.shape[1]] == last).all()))
 
     @contextlib.contextmanager
     def row_strengths(self, strengths: Tensor) -> Iterator[None]:
@@ -242,6 +272,7 @@ def steer(model: nn.Module, maps: Mapping[str, SteeringMap], strength: float | T
     return HookManager(model).steer(maps, strength, scaler)
 
 
-def has_hooks(model: nn.Module) -> bool:
-    """True when any module of ``model`` carries a forward or pre-forward hook."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+def hook_count(model: nn.Module) -> int:
+    """How many forward and pre-forward hooks the modules of ``model`` carry, ours and others' (transformers
+    itself adds some, e.g. the first time hidden states are asked for): compare before and after."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

@@ -2,13 +2,19 @@
 
 ``heads`` (default): per attention head, the input of the output projection split into heads;
 a logistic probe per head on last-token activations (source vs target), heads ranked by
-held-out probe accuracy, the top K kept. Each kept head h moves by α·σ_h·θ_h, θ_h the unit
-mass-mean shift (mean target − mean source) and σ_h the std of activations projected on θ_h.
-The projection is linear, so the per-head shifts become one vector added to the projection's
-output: T(h) = h + o_proj(shift) − o_proj(0).
+held-out probe accuracy, the top K kept (``top_k``: a count, or a fraction 0 < K < 1 of all heads;
+the count used is in ``diagnostics``). Each kept head h moves by α·σ_h·θ_h, θ_h the unit mass-mean
+shift (mean target − mean source) and σ_h the std of activations projected on θ_h. The projection
+is linear, so the per-head shifts become one vector added to the projection's output:
+T(h) = h + o_proj(shift) − o_proj(0).
 
 ``c`` (Apple's ITI-c): per hooked module, θ = unit normal of a logistic classifier on pooled
-activations, oriented towards the target; T(h) = h + α·σ·θ.
+activations, oriented towards the target; T(h) = h + θ (``normal_scale="unit"``, METHODS.md §2: λ
+scales the normal itself; ml-act publishes no ITI-c code) or T(h) = h + α·σ·θ (``"sigma"``, ITI's
+head scaling), σ the std of the activations projected on θ.
+
+``positions``: ``all`` (default) shifts every token, prompt included; ``from-last-prompt-token``
+shifts the last prompt token and every generated one, as ITI does (``ShiftMap``).
 """
 
 from __future__ import annotations
@@ -46,15 +52,22 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int, val_frac
 class ITI(SteeringMethod):
     """ITI with per-head probes (``variant="heads"``) or one classifier normal per layer (``"c"``)."""
 
-    defaults = {"variant": "heads", "top_k": 48, "alpha": 15.0, "val_fraction": 0.3, "seed": 0}
+    state_version = 2  # version 1: ITI-c's v was always α·σ·θ
+    defaults = {"variant": "heads", "top_k": 48, "alpha": 15.0, "normal_scale": "unit", "positions": "all",
+                "val_fraction": 0.3, "seed": 0}
 
     @property
     def default_modules(self) -> str:  # type: ignore[override]
         return "o-proj" if self.options["variant"] == "heads" else "post-attn-norm"
 
+    option_types = {"top_k": int | float}  # a count of heads, or a fraction of all heads
+
     def check_values(self) -> None:
         if self.options["variant"] not in {"heads", "c"}:
             raise UsageError(f"unknown ITI variant {self.options['variant']!r}: use heads or c")
+        for option, allowed in (("normal_scale", ("unit", "sigma")), ("positions", ("all", "from-last-prompt-token"))):
+            if self.options[option] not in allowed:
+                raise UsageError(f"unknown ITI {option} {self.options[option]!r}: use {' or '.join(allowed)}")
 
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
         variant = self.options["variant"]
@@ -77,7 +90,9 @@ class ITI(SteeringMethod):
             (-probe_accuracy(heads[name][:, head].numpy(), labels, self.options["seed"], self.options["val_fraction"]),
              index, head)
             for index, name in enumerate(modules) for head in range(n_heads))
-        kept = sorted((index, head) for _, index, head in ranked[: int(self.options["top_k"])])
+        count = self._head_count(len(ranked))
+        kept = sorted((index, head) for _, index, head in ranked[:count])
+        self.diagnostics = {"heads_kept": count, "heads_total": len(ranked)}
         is_target = torch.from_numpy(labels).bool()
         projections = dict(lm.model.named_modules())
         state = {}
@@ -94,6 +109,14 @@ class ITI(SteeringMethod):
                            "theta": theta, "sigma": sigma}
         return state
 
+    def _head_count(self, total: int) -> int:
+        """``top_k`` as a number of heads: a count ≥ 1 (at most ``total``) or a fraction 0 < K < 1 of ``total``
+        (rounded, at least 1)."""
+        k = self.options["top_k"]
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or k <= 0 or (k >= 1 and k != int(k)):
+            raise UsageError(f"ITI top_k must be a whole number of heads or a fraction in (0, 1), not {k!r}")
+        return min(total, int(k)) if k >= 1 else max(1, round(k * total))
+
     def _fit_classifier_normals(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int):
         acts, labels = self._labelled(lm, modules, data, batch_size)
         state = {}
@@ -101,9 +124,10 @@ class ITI(SteeringMethod):
             classifier = LogisticRegression(max_iter=1000).fit(acts[name].numpy(), labels)
             normal = torch.from_numpy(classifier.coef_[0]).float()
             normal = normal / normal.norm()
-            sigma = (acts[name] @ normal).std()
-            state[name] = {"v": self.options["alpha"] * sigma * normal}
+            if self.options["normal_scale"] == "sigma":
+                normal = self.options["alpha"] * (acts[name] @ normal).std() * normal
+            state[name] = {"v": normal}
         return state
 
     def make_map(self, params: dict[str, Tensor]) -> SteeringMap:
-        return ShiftMap(params["v"])
+        return ShiftMap(params["v"], self.options["positions"])

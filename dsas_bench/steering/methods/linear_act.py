@@ -4,6 +4,10 @@ Per output dimension j, an affine transport map T(h)_j = ω_j h_j + β_j fitted 
 and target values, applied only where h_j lies in the support (by default strictly inside the
 source range; a mask, not a clip). Incremental estimation (the default) fits module by module in
 forward order with the maps of earlier modules active.
+
+Mean-AcT follows ml-act's ``mean_ot`` by default: an unbounded support, and channels whose source or
+target standard deviation is at most ``std_eps`` (1e-4) left untouched; ``support="source-range"``
+restores Linear-AcT's mask.
 """
 
 from __future__ import annotations
@@ -101,8 +105,17 @@ class LinearAcT(SteeringMethod):
 
 
 class MeanAcT(LinearAcT):
-    """Mean-AcT: T(h) = h − μ_source + μ_target on the same support."""
+    """Mean-AcT: T(h) = h − μ_source + μ_target, on every value (ml-act) or on a support; near-constant
+    channels (std ≤ ``std_eps`` in either set) are left untouched."""
+
+    state_version = 2  # version 1 used Linear-AcT's support and moved near-constant channels too
+    defaults = {**LinearAcT.defaults, "support": "unbounded", "std_eps": 1e-4}
 
     def transport(self, source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        shift = target.double().mean(0) - source.double().mean(0)
+        source, target = source.double(), target.double()
+        if min(len(source), len(target)) < 2:
+            raise UsageError(f"{self.name} skips channels whose spread is at most std_eps, which needs at least 2 "
+                             f"source and 2 target sentences: add sentences")
+        varying = (source.std(0) > self.options["std_eps"]) & (target.std(0) > self.options["std_eps"])
+        shift = (target.mean(0) - source.mean(0)) * varying
         return torch.ones_like(shift), shift
