@@ -71,9 +71,12 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                        "first ones of --perplexity-data (papers: 20000); the DSAS "
                                                        "control set is drawn from the other neutral texts"}),
     (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
-    (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks "
-                                             "(local ones in tasks/lm_eval, or registry tasks such as mmlu); "
-                                             "'' for none"}),
+    (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks, each "
+                                             "TASK or TASK:METRIC (default metric acc), e.g. mmlu,hellaswag:acc_norm "
+                                             "(local ones in tasks/lm_eval and --lm-eval-include, or registry "
+                                             "tasks); '' for none"}),
+    (("--lm-eval-include",), "lm_eval_include", {"action": "append", "metavar": "DIR", "help": "a folder of local "
+                                                 "lm-eval task YAMLs, besides tasks/lm_eval (repeatable)"}),
     (("--lm-eval-limit",), "lm_eval_limit", {"type": int, "help": "examples per lm-eval task (all by default)"}),
     (("--intervention",), "intervention", {"help": "a saved fitted state (.pt) to use instead of fitting"}),
     (("--max-new-tokens",), "max_new_tokens", {"type": int, "help": "new tokens per continuation (papers: 32)"}),

@@ -72,7 +72,8 @@ class RunConfig:
     perplexity_data: str = "demo"  # demo | hub | path to neutral texts
     n_perplexity_texts: int = 50  # the papers: 20,000; the rest of the neutral text is the control pool
     perplexity_tokens: int = 50
-    lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])
+    lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])  # TASK or TASK:METRIC (default acc)
+    lm_eval_include: list[str] = field(default_factory=list)  # lm-eval task folders besides tasks/lm_eval
     lm_eval_fewshot: int | None = None
     lm_eval_limit: int | None = None
     # execution

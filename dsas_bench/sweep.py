@@ -35,7 +35,7 @@ from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
 from dsas_bench.errors import UsageError
 from dsas_bench.generation import SamplingConfig, generate_continuations
-from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
+from dsas_bench.metrics.lmeval import evaluate_tasks, lmeval_metrics, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
 from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
 from dsas_bench.metrics.toxicity import toxicity_summary
@@ -285,8 +285,9 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
             # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
             # sequences would pool the pads too, so it gets one sequence per batch
             lm_eval_batch = 1 if getattr(scaler, "per_sequence", False) else config.batch_size
-            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
-                                    limit=config.lm_eval_limit, batch_size=lm_eval_batch) \
+            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, include_paths=config.lm_eval_include,
+                                    num_fewshot=config.lm_eval_fewshot, limit=config.lm_eval_limit,
+                                    batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
     with _timed(times, "score"):
         scores = scorer.score(continuations)
@@ -298,8 +299,7 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
         "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
-        "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
-                    "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},
+        "metrics": {**summary, "perplexity": ppl, **lmeval_metrics(lmeval)},
         "prompt_scores": [float(s) for s in scores], "continuations": continuations,
         "versions": versions(), "device": str(lm.device),
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
@@ -340,7 +340,7 @@ def check(config: RunConfig, store: ResultsStore) -> None:
         inputs.fit_sets(config, seed)
     _scorer(config)
     if config.lm_eval_tasks:
-        load_tasks(config.lm_eval_tasks)
+        load_tasks(config.lm_eval_tasks, config.lm_eval_include)
     lm = _lm(config)
     for method in config.methods:
         _modules(config, method, lm)
