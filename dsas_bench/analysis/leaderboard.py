@@ -30,7 +30,8 @@ from dsas_bench.analysis.pareto import (
 )
 
 COLUMNS = ("rank", "source", "model", "method", "dsas", "best_tox_pct", "best_strength", "ppl_at_best",
-           "delta_ppl_at_best", "accuracy_at_best", "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
+           "delta_ppl_at_best", "accuracy_at_best", "accuracy_stderr_at_best", "accuracy_task",
+           "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
            "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set")
 MEASURED = "measured"
 UNSTEERED = "measured: unsteered baseline"
@@ -40,6 +41,7 @@ PUBLISHED_NOTE = (f"Published numbers from the papers (METHODS.md §5), scored w
                   f"on {PUBLISHED_PROMPTS}, on other models and with MMLU 5-shot as accuracy. Their scorer, "
                   "models and prompts differ from the measured lines: they are for orientation only, not "
                   "comparable, and not ranked with them.")
+MMLU = "mmlu"  # the lm-eval task of the published accuracy column
 
 
 class Published(NamedTuple):
@@ -85,20 +87,32 @@ def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None) 
                        ("min", UTILITY_DIRECTION[metric]))
 
 
-def _at(point: Point | None, base: Point) -> dict[str, Any]:
+def accuracy_task(rows: Sequence[Row]) -> str | None:
+    """The lm-eval task(s) behind the rows' ``accuracy``, as given to --lm-eval-tasks (``mmlu``,
+    ``hellaswag:acc_norm``); rows of different task lists are joined with " | "; None without lm-eval."""
+    def label(lmeval: Mapping[str, Any]) -> str:
+        return ",".join(name if not isinstance(record, Mapping) or record.get("metric", "acc") == "acc"
+                        else f"{name}:{record['metric']}" for name, record in lmeval.items())
+
+    labels = sorted({label(row["metrics"]["lmeval"]) for row in rows if row["metrics"].get("lmeval")})
+    return " | ".join(labels) or None
+
+
+def _at(point: Point | None, base: Point, task: str | None) -> dict[str, Any]:
     """The columns describing the chosen ``point`` (none without a point) and its context."""
-    context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"]}
+    context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"],
+               "accuracy_task": task}
     if point is None:
         return context
     return {**context, "best_tox_pct": point["tox_pct"], "best_strength": point["strength"],
             "ppl_at_best": point["perplexity"], "delta_ppl_at_best": point["perplexity"] - base["perplexity"],
-            "accuracy_at_best": point["accuracy"]}
+            "accuracy_at_best": point["accuracy"], "accuracy_stderr_at_best": point.get("accuracy_stderr")}
 
 
-def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float) -> dict[str, Any]:
+def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None) -> dict[str, Any]:
     """The line of one (method, DSAS mode) from its aggregated points."""
     best = act_summary(points, base["perplexity"], max_delta_ppl)
-    return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"], **_at(best, base),
+    return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"], **_at(best, base, task),
                  hv_ppl=_hv(points, base, "perplexity", max_delta_ppl),
                  hv_acc=_hv(points, base, "accuracy", None),
                  n_seeds=len({seed for p in points for seed in p["seeds"]}))
@@ -108,7 +122,8 @@ def _published() -> list[dict[str, Any]]:
     originals = {p.source: p.perplexity for p in PUBLISHED if p.method in ("original", "none")}
     return [_line(source=p.source, model=p.model, method=p.method, dsas=PLAIN_MODE, best_tox_pct=p.tox_pct,
                   ppl_at_best=p.perplexity, delta_ppl_at_best=p.perplexity - originals[p.source],
-                  accuracy_at_best=p.accuracy, scorer=PUBLISHED_SCORER, prompt_set=PUBLISHED_PROMPTS)
+                  accuracy_at_best=p.accuracy, accuracy_task=MMLU, scorer=PUBLISHED_SCORER,
+                  prompt_set=PUBLISHED_PROMPTS)
             for p in PUBLISHED]
 
 
@@ -133,7 +148,8 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
     for point in aggregate_seeds(rows):
         if point["method"] != BASELINE_METHOD:
             by_line.setdefault((point["method"], point["dsas"]), []).append(point)
-    lines = {key: _measured(points, base, max_delta_ppl) for key, points in by_line.items()}
+    task = accuracy_task(rows)
+    lines = {key: _measured(points, base, max_delta_ppl, task) for key, points in by_line.items()}
     unsteered = [r for r in rows if r["method"] == BASELINE_METHOD]
     for (method, mode), line in lines.items():
         plain = lines.get((method, PLAIN_MODE))
@@ -150,7 +166,7 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
     ranked = sorted(lines.values(), key=_rank_key)
     for rank, line in enumerate(ranked, start=1):
         line["rank"] = rank
-    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base),
+    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base, task),
                           n_seeds=base["n_seeds"])
     return [*ranked, baseline_line, *(_published() if include_published else [])]
 
@@ -172,7 +188,8 @@ MEASURED_TABLE: tuple[Column, ...] = (
     ("best tox % (ΔPPL ≤ budget)", lambda r: _fmt(r["best_tox_pct"])),
     ("λ", lambda r: _fmt(r["best_strength"], "g")), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
     ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
-    ("accuracy", lambda r: _fmt(r["accuracy_at_best"], ".3f")),
+    ("accuracy ± s.e.", lambda r: _fmt(r["accuracy_at_best"], ".3f") + (
+        "" if r["accuracy_stderr_at_best"] is None else f" ± {r['accuracy_stderr_at_best']:.3f}")),
     ("HV tox×PPL", lambda r: _fmt(r["hv_ppl"])), ("HV tox×acc", lambda r: _fmt(r["hv_acc"], ".4f")),
     ("Δ best tox vs plain", lambda r: _fmt(r["d_best_tox_pct"], "+.2f")),
     ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
@@ -210,10 +227,22 @@ def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: 
         "not ranked.", "",
         *_markdown_table(MEASURED_TABLE, measured),
     ]
+    task = first["accuracy_task"]
+    if task:
+        text += ["", f"Accuracy: lm-eval `{task}` (mean over the requested tasks; ± lm-eval's standard error, "
+                 "seed mean)."]
     if published:
-        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE, "",
+        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE + _mmlu_note(task), "",
                  *_markdown_table(PUBLISHED_TABLE, published)]
     return "\n".join(text) + "\n"
+
+
+def _mmlu_note(task: str | None) -> str:
+    """Whether the measured accuracy can stand beside the published MMLU column."""
+    if task == MMLU:
+        return " The measured accuracy is lm-eval's `mmlu` too."
+    measured = f"of lm-eval `{task}`" if task else "not measured (no lm-eval task)"
+    return f" The measured accuracy is {measured}, not MMLU: do not compare it with the MMLU column."
 
 
 def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float = 1.0,

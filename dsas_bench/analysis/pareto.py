@@ -213,6 +213,8 @@ def _aggregate(key: tuple, group: Sequence[Row], level: float) -> dict[str, Any]
     for metric in METRICS:
         values = [row["metrics"][metric] for row in group if row["metrics"].get(metric) is not None]
         point[metric], point[f"{metric}_ci"] = mean_ci(values, level) if values else (None, None)
+    errors = [row["metrics"].get("accuracy_stderr") for row in group]
+    point["accuracy_stderr"] = float(np.mean(errors)) if errors and None not in errors else None
     return point
 
 
@@ -221,7 +223,8 @@ def aggregate_seeds(rows: Sequence[Row], level: float = 0.95) -> list[dict[str, 
 
     Each point has the group keys, ``seeds``, ``n_seeds`` and, for ``tox_pct``, ``perplexity`` and
     ``accuracy``, the mean and ``<metric>_ci`` = (low, high) over the seeds that report the metric
-    (``None`` when none does). Points are sorted by the group keys.
+    (``None`` when none does), and ``accuracy_stderr``, the seed mean of lm-eval's standard error
+    (``None`` when a seed lacks it). Points are sorted by the group keys.
     """
     return [_aggregate(key, group, level) for key, group in _grouped(rows).items()]
 
