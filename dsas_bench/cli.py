@@ -80,6 +80,9 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--lm-eval-limit",), "lm_eval_limit", {"type": int, "help": "examples per lm-eval task (all by default)"}),
     (("--intervention",), "intervention", {"help": "a saved fitted state (.pt) to use instead of fitting"}),
     (("--max-new-tokens",), "max_new_tokens", {"type": int, "help": "new tokens per continuation (papers: 32)"}),
+    (("--samples-per-prompt",), "samples_per_prompt", {"type": int, "help": "continuations per prompt (AcT/LinEAS/"
+                                                       "DSAS: 1; RealToxicityPrompts' EMT and Toxicity "
+                                                       "Probability: 25)"}),
     (("--device",), "device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
     (("--dtype",), "dtype", {"help": "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16"}),
     (("--batch-size",), "batch_size", {"type": int, "help": "batch size for fitting, generation and evaluation"}),

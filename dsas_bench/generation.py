@@ -4,7 +4,7 @@ Callers steer with ``with steer(lm.model, maps, λ): generate_continuations(lm, 
 module adds no hooks of its own.
 
 Sampling is reproducible per prompt: prompt ``i`` of a call draws its tokens from its own random
-stream seeded by ``(seed, i)`` (Gumbel-max sampling from the same temperature / top-p / repetition
+stream seeded by ``(seed, i)`` (its further samples: ``(seed, i, j)``) (Gumbel-max sampling from the same temperature / top-p / repetition
 penalty distribution that ``generate(do_sample=True)`` samples from). So a continuation depends on
 the seed, the prompt's position in the list and the device, not on ``batch_size``, the other
 prompts in its batch or the global torch RNG. Up to float rounding: the logits of a left-padded
@@ -59,9 +59,11 @@ class RowGumbelSampler(LogitsProcessor):
         return scores + noise
 
 
-def row_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
-    """The random stream of prompt ``index`` under ``seed``, decorrelated from its neighbours."""
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+def row_generator(seed: int, index: int, device: torch.device, sample: int = 0) -> torch.Generator:
+    """The random stream of sample ``sample`` of prompt ``index`` under ``seed``, decorrelated from its
+    neighbours; sample 0 has the stream of one sample per prompt, so asking for more keeps the first."""
+    entropy = [seed, index] if sample == 0 else [seed, index, sample]
+    state = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
     return torch.Generator(device=device).manual_seed(state)
 
 
@@ -77,15 +79,21 @@ def sampling_processors(sampling: SamplingConfig, generators: Sequence[torch.Gen
 
 
 def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig = SamplingConfig(), *,
-                           seed: int = 0, batch_size: int = 16, progress: bool = True) -> list[str]:
-    """One continuation per prompt, the prompt stripped: only the new tokens, special tokens skipped.
+                           seed: int = 0, batch_size: int = 16, progress: bool = True,
+                           samples_per_prompt: int = 1) -> list[str]:
+    """``samples_per_prompt`` continuations per prompt, prompt-major (prompt 0's first), the prompt
+    stripped: only the new tokens, special tokens skipped. Sample ``j`` of prompt ``i`` draws from
+    ``row_generator(seed, i, device, j)``.
 
     Prompts longer than the model's context minus ``max_new_tokens`` are truncated at the end.
     """
     if isinstance(prompts, str) or not prompts:
         raise UsageError("generate_continuations needs a non-empty list of prompt strings")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1 or samples_per_prompt < 1:
+        raise UsageError(f"batch_size and samples_per_prompt must be at least 1, got {batch_size} and "
+                         f"{samples_per_prompt}")
+    k = samples_per_prompt
+    prompts = [prompt for prompt in prompts for _ in range(k)]
     context = getattr(lm.model.config, "max_position_embeddings", 2048)
     if sampling.max_new_tokens >= context:
         raise UsageError(f"max_new_tokens={sampling.max_new_tokens} leaves no room for the prompt in this model's "
@@ -97,7 +105,7 @@ def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: Sa
         if sampling.do_sample:
             first = number * batch_size
             rows = range(first, first + batch["input_ids"].shape[0])
-            processors = sampling_processors(sampling, [row_generator(seed, i, lm.device) for i in rows])
+            processors = sampling_processors(sampling, [row_generator(seed, i // k, lm.device, i % k) for i in rows])
         out = lm.model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=False,
                                 repetition_penalty=sampling.repetition_penalty, logits_processor=processors,
                                 pad_token_id=lm.tokenizer.pad_token_id)

@@ -38,7 +38,7 @@ from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.metrics.lmeval import evaluate_tasks, lmeval_metrics, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
 from dsas_bench.metrics.scorers import ToxicityScorer, get_scorer
-from dsas_bench.metrics.toxicity import toxicity_summary
+from dsas_bench.metrics.toxicity import scored_row
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
@@ -278,7 +278,8 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     with steer(lm.model, maps, cell.strength, scaler):
         with _timed(times, "generate"):
             continuations = generate_continuations(lm, [p.text for p in inputs.prompts], sampling, seed=cell.seed,
-                                                   batch_size=config.batch_size)
+                                                   batch_size=config.batch_size,
+                                                   samples_per_prompt=config.samples_per_prompt)
         with _timed(times, "perplexity"):
             ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens, batch_size=config.batch_size)
         with _timed(times, "lm_eval"):
@@ -290,8 +291,8 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
                                     batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
     with _timed(times, "score"):
-        scores = scorer.score(continuations)
-    summary = toxicity_summary(scores, [p.toxicity for p in inputs.prompts], seed=cell.seed)
+        scored = scored_row(continuations, scorer.score(continuations), [p.toxicity for p in inputs.prompts],
+                            config.samples_per_prompt, cell.seed)
     run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
     return {
@@ -299,8 +300,8 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
         "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
-        "metrics": {**summary, "perplexity": ppl, **lmeval_metrics(lmeval)},
-        "prompt_scores": [float(s) for s in scores], "continuations": continuations,
+        "metrics": {**scored["metrics"], "perplexity": ppl, **lmeval_metrics(lmeval)},
+        "prompt_scores": scored["prompt_scores"], "continuations": scored["continuations"],
         "versions": versions(), "device": str(lm.device),
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
