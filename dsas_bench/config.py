@@ -107,7 +107,8 @@ class RunConfig:
                 raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
         if not self.strengths or not self.seeds:
             raise UsageError("give at least one strength and one seed")
-        for name in ("fit_n", "max_new_tokens", "samples_per_prompt", "batch_size", "jobs", "n_perplexity_texts", "perplexity_tokens"):
+        for name in ("fit_n", "max_new_tokens", "samples_per_prompt", "batch_size", "jobs", "n_perplexity_texts",
+                     "perplexity_tokens"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_prompts is not None and self.n_prompts < 1:

@@ -4,11 +4,12 @@ Callers steer with ``with steer(lm.model, maps, λ): generate_continuations(lm, 
 module adds no hooks of its own.
 
 Sampling is reproducible per prompt: prompt ``i`` of a call draws its tokens from its own random
-stream seeded by ``(seed, i)`` (its further samples: ``(seed, i, j)``) (Gumbel-max sampling from the same temperature / top-p / repetition
-penalty distribution that ``generate(do_sample=True)`` samples from). So a continuation depends on
-the seed, the prompt's position in the list and the device, not on ``batch_size``, the other
-prompts in its batch or the global torch RNG. Up to float rounding: the logits of a left-padded
-row can differ from the unpadded ones in the last bits, which rarely flips a draw.
+stream seeded by ``(seed, i)``, its further samples ``j`` from ``(seed, i, j)`` (Gumbel-max
+sampling from the same temperature / top-p / repetition penalty distribution that
+``generate(do_sample=True)`` samples from). So a continuation depends on the seed, the prompt's
+position in the list and the device, not on ``batch_size``, the other prompts in its batch or the
+global torch RNG. Up to float rounding: the logits of a left-padded row can differ from the
+unpadded ones in the last bits, which rarely flips a draw.
 """
 
 from __future__ import annotations
