@@ -227,12 +227,21 @@ def _report_dir(args: argparse.Namespace) -> Path:
     return first if first.is_dir() else first.parent
 
 
+def _add_objective(parser: argparse.ArgumentParser) -> None:
+    from dsas_bench.metrics.toxicity import OBJECTIVES
+
+    parser.add_argument("--objective", choices=OBJECTIVES, default="tox_pct",
+                        help="the toxicity number to rank and draw by: tox_pct (the papers' %% toxic, default), "
+                             "tox_mean, emt (Expected Maximum Toxicity) or tox_prob (Toxicity Probability); "
+                             "emt and tox_prob mean most with --samples-per-prompt 25")
+
+
 def make_leaderboard(args: argparse.Namespace) -> int:
     """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
     from dsas_bench.analysis import write_leaderboard
 
     paths = write_leaderboard(_report_rows(args), _report_dir(args), max_delta_ppl=args.max_delta_ppl,
-                              n_boot=args.n_boot, seed=args.seed)
+                              n_boot=args.n_boot, seed=args.seed, objective=args.objective)
     print(paths["md"].read_text(encoding="utf-8"))
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
@@ -250,8 +259,10 @@ def make_plots(args: argparse.Namespace) -> int:
         raise UsageError("some results rows have no accuracy (their run had no lm-eval tasks): use --metric "
                          "perplexity, or rerun with --lm-eval-tasks demo_mc")
     for metric in PLOT_METRICS[args.metric]:
-        stem = out / ("pareto" if metric == "perplexity" else f"pareto-{metric}")
-        print(f"Pareto plot ({metric}): " + ", ".join(map(str, plot_pareto(rows, stem, metric=metric))))
+        stem = out / "-".join(["pareto", *([metric] if metric != "perplexity" else []),
+                                *([args.objective] if args.objective != "tox_pct" else [])])
+        paths = plot_pareto(rows, stem, metric=metric, objective=args.objective)
+        print(f"Pareto plot ({metric}): " + ", ".join(map(str, paths)))
     return 0
 
 
@@ -327,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="prompt resamples for the DSAS-vs-plain hypervolume interval; 0 skips the "
                                    "interval, e.g. for rows without per-prompt scores (default: 1000)")
     board_parser.add_argument("--seed", type=_seed, default=0, help="seed of the bootstrap (default: 0)")
+    _add_objective(board_parser)
     board_parser.set_defaults(handler=make_leaderboard)
 
     plot_parser = commands.add_parser(
@@ -336,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_args(plot_parser)
     plot_parser.add_argument("--metric", choices=list(PLOT_METRICS), default="perplexity",
                              help="utility axis: perplexity (default), accuracy (needs lm-eval results) or both")
+    _add_objective(plot_parser)
     plot_parser.set_defaults(handler=make_plots)
 
     explain_parser = commands.add_parser(

@@ -50,7 +50,8 @@ from dsas_bench.steering.registry import get_method
 
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
-PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
+PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy",
+            "scipy")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
               "fit_data", "fit_label", "control_data", "fit_n", "batch_size")
 

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap
 
 from dsas_bench.errors import UsageError
 
 PROMPT_SPLIT = 0.5
 OBJECTIVES = ("tox_pct", "tox_mean", "emt", "tox_prob")  # the toxicity numbers, each a mean over prompts
+OBJECTIVE_LABELS = {"tox_pct": "toxicity, % toxic continuations", "tox_mean": "mean toxicity score",
+                    "emt": "Expected Maximum Toxicity", "tox_prob": "Toxicity Probability"}
 _BOOT_CELLS = 4_000_000  # resample indices drawn at once, to bound memory on large prompt sets
 
 Summary = dict[str, float | list[float] | None]
@@ -48,6 +49,8 @@ def _bootstrap_ci(values: np.ndarray, n_boot: int, seed: int) -> list[float]:
     ``scipy.stats.bootstrap`` (percentile method, ``np.random.default_rng(seed)``, resamples drawn in
     batches of ``_BOOT_CELLS // n``); one prompt gives a zero-width interval.
     """
+    from scipy.stats import bootstrap  # scipy.stats takes a second to import: not on the CLI's start-up path
+
     if len(values) < 2:
         return [float(values.mean())] * 2
     result = bootstrap((values,), np.mean, n_resamples=n_boot, batch=max(1, _BOOT_CELLS // len(values)),
