@@ -131,10 +131,10 @@ def load_tasks(tasks: Sequence[str], include_paths: Sequence[Path | str] = ()) -
         list[str | dict[str, Any]], TaskManager]:
     """Task specs for ``TaskManager.load`` and the manager that resolves them.
 
-    ``tasks``: names or ``name:metric`` (see ``parse_task_specs``); a metric the task's or group's
-    config does not declare is refused here, before any evaluation. Tasks defined by a YAML become
-    inline configs with absolute data paths; groups and tags are passed by name (their tasks' data
-    paths must then be absolute). lm-eval's registry is indexed only when a name is not local.
+    ``tasks``: names or ``name:metric`` (see ``parse_task_specs``); a metric missing from the metrics
+    a task's (or group's) YAML declares is refused here, before any evaluation. Tasks defined by a
+    YAML become inline configs with absolute data paths; groups and tags are passed by name (their
+    tasks' data paths must then be absolute). lm-eval's registry is indexed only when a name is not local.
     """
     from lm_eval.tasks import TaskManager
 
@@ -154,9 +154,10 @@ def load_tasks(tasks: Sequence[str], include_paths: Sequence[Path | str] = ()) -
     for name, metric in wanted.items():
         yaml_path = manager.task_index[name].yaml_path
         config = task_config(Path(yaml_path)) if yaml_path else {}
-        if yaml_path and name not in manager.all_tags:
-            _check_metric(name, metric, _declared_metrics(config))
-        specs.append(config if name in manager.all_subtasks and yaml_path else name)
+        if declared := _declared_metrics(config):  # else known after evaluation (output-type defaults)
+            _check_metric(name, metric, declared)
+        inline = name in manager.all_subtasks and yaml_path and "class" not in config  # a YAML task, not Python
+        specs.append(config if inline else name)
     return specs, manager
 
 
