@@ -259,3 +259,13 @@ def test_a_metric_the_task_does_not_report_lists_those_it_does(tiny_lm, tmp_path
     folder = write_group(tmp_path, {"one_mc": 3, "two_mc": 2})
     with pytest.raises(UsageError, match=f"does not report .*; it reports {reported}:"):
         load_tasks([task], include_paths=[folder])
+
+
+def test_a_metric_of_a_task_without_metric_list_is_checked_against_what_lm_eval_reports(tiny_lm, tmp_path):
+    """Without a metric_list lm-eval falls back on its output type's defaults (acc, acc_norm for multiple
+    choice), known only once evaluated: the error then lists those."""
+    path = write_task(tmp_path, "bare_mc")
+    path.write_text(path.read_text().replace("metric_list:\n  - metric: acc\n", ""))
+    assert evaluate_tasks(tiny_lm, ["bare_mc:acc_norm"], include_paths=[tmp_path], limit=2)["bare_mc"]["n_docs"] == 2
+    with pytest.raises(UsageError, match="bare_mc does not report 'f1'; it reports acc, acc_norm:"):
+        evaluate_tasks(tiny_lm, ["bare_mc:f1"], include_paths=[tmp_path], limit=2)
