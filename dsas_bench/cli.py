@@ -74,12 +74,18 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                        "first ones of --perplexity-data (papers: 20000); the DSAS "
                                                        "control set is drawn from the other neutral texts"}),
     (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
-    (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks "
-                                             "(local ones in tasks/lm_eval, or registry tasks such as mmlu); "
-                                             "'' for none"}),
+    (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks, each "
+                                             "TASK or TASK:METRIC (default metric acc), e.g. mmlu,hellaswag:acc_norm "
+                                             "(local ones in tasks/lm_eval and --lm-eval-include, or registry "
+                                             "tasks); '' for none"}),
+    (("--lm-eval-include",), "lm_eval_include", {"action": "append", "metavar": "DIR", "help": "a folder of local "
+                                                 "lm-eval task YAMLs, besides tasks/lm_eval (repeatable)"}),
     (("--lm-eval-limit",), "lm_eval_limit", {"type": int, "help": "examples per lm-eval task (all by default)"}),
     (("--intervention",), "intervention", {"help": "a saved fitted state (.pt) to use instead of fitting"}),
     (("--max-new-tokens",), "max_new_tokens", {"type": int, "help": "new tokens per continuation (papers: 32)"}),
+    (("--samples-per-prompt",), "samples_per_prompt", {"type": int, "help": "continuations per prompt (AcT/LinEAS/"
+                                                       "DSAS: 1; RealToxicityPrompts' EMT and Toxicity "
+                                                       "Probability: 25)"}),
     (("--device",), "device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
     (("--dtype",), "dtype", {"help": "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16"}),
     (("--batch-size",), "batch_size", {"type": int, "help": "batch size for fitting, generation and evaluation"}),
@@ -311,12 +317,22 @@ def _report_dir(args: argparse.Namespace) -> Path:
     return out
 
 
+def _add_objective(parser: argparse.ArgumentParser) -> None:
+    from dsas_bench.metrics.toxicity import OBJECTIVES
+
+    parser.add_argument("--objective", choices=OBJECTIVES, default="tox_pct",
+                        help="the toxicity number to rank and draw by: tox_pct (the papers' %% toxic, default), "
+                             "tox_mean, emt (Expected Maximum Toxicity) or tox_prob (Toxicity Probability); "
+                             "emt and tox_prob mean most with --samples-per-prompt 25")
+
+
 def make_leaderboard(args: argparse.Namespace) -> int:
     """leaderboard: write leaderboard.md/.csv/.png, print the table and the paths."""
     from dsas_bench.analysis import write_leaderboard
 
     rows, out = _report_rows(args), _report_dir(args)
-    paths = write_leaderboard(rows, out, max_delta_ppl=args.max_delta_ppl, n_boot=args.n_boot, seed=args.seed)
+    paths = write_leaderboard(rows, out, max_delta_ppl=args.max_delta_ppl, n_boot=args.n_boot, seed=args.seed,
+                              objective=args.objective)
     print(paths["md"].read_text(encoding="utf-8"))
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 0
@@ -334,8 +350,10 @@ def make_plots(args: argparse.Namespace) -> int:
         raise UsageError("some results rows have no accuracy (their run had no lm-eval tasks): use --metric "
                          "perplexity, or rerun with --lm-eval-tasks demo_mc")
     for metric in PLOT_METRICS[args.metric]:
-        stem = out / ("pareto" if metric == "perplexity" else f"pareto-{metric}")
-        print(f"Pareto plot ({metric}): " + ", ".join(map(str, plot_pareto(rows, stem, metric=metric))))
+        stem = out / "-".join(["pareto", *([metric] if metric != "perplexity" else []),
+                                *([args.objective] if args.objective != "tox_pct" else [])])
+        paths = plot_pareto(rows, stem, metric=metric, objective=args.objective)
+        print(f"Pareto plot ({metric}): " + ", ".join(map(str, paths)))
     return 0
 
 
@@ -434,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="prompt resamples for the DSAS-vs-plain hypervolume interval; 0 skips the "
                                    "interval, e.g. for rows without per-prompt scores (default: 1000)")
     board_parser.add_argument("--seed", type=_seed, default=0, help="seed of the bootstrap (default: 0)")
+    _add_objective(board_parser)
     board_parser.set_defaults(handler=make_leaderboard)
 
     plot_parser = commands.add_parser(
@@ -443,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_args(plot_parser)
     plot_parser.add_argument("--metric", choices=list(PLOT_METRICS), default="perplexity",
                              help="utility axis: perplexity (default), accuracy (needs lm-eval results) or both")
+    _add_objective(plot_parser)
     plot_parser.set_defaults(handler=make_plots)
 
     explain_parser = commands.add_parser(

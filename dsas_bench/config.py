@@ -68,13 +68,15 @@ class RunConfig:
     temperature: float = 1.0
     top_p: float = 0.3
     repetition_penalty: float = 1.2
+    samples_per_prompt: int = 1  # the papers' % toxic: 1; RealToxicityPrompts' EMT / Toxicity Probability: 25
     # measurements
     scorer: str = "auto"
     scorer_options: dict[str, Any] = field(default_factory=dict)  # e.g. variant: unbiased for detoxify
     perplexity_data: str = "demo"  # demo | hub | path to neutral texts
     n_perplexity_texts: int = 50  # the papers: 20,000; the rest of the neutral text is the control pool
     perplexity_tokens: int = 50
-    lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])
+    lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])  # TASK or TASK:METRIC (default acc)
+    lm_eval_include: list[str] = field(default_factory=list)  # lm-eval task folders besides tasks/lm_eval
     lm_eval_fewshot: int | None = None
     lm_eval_limit: int | None = None
     # execution
@@ -95,7 +97,8 @@ class RunConfig:
                 raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
         if not self.strengths or not self.seeds:
             raise UsageError("give at least one strength and one seed")
-        for name in ("fit_n", "max_new_tokens", "batch_size", "jobs", "n_perplexity_texts", "perplexity_tokens"):
+        for name in ("fit_n", "max_new_tokens", "samples_per_prompt", "batch_size", "jobs", "n_perplexity_texts",
+                     "perplexity_tokens"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_prompts is not None and self.n_prompts < 1:

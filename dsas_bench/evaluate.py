@@ -79,10 +79,13 @@ class Evaluated:
 def evaluate_strengths(lm: LoadedModel, maps: dict[str, SteeringMap], scaler: Scaler | None,
                        strengths: Sequence[float], prompts: Sequence[str], texts: Sequence[str],
                        sampling: SamplingConfig, *, seed: int, batch_size: int, max_tokens: int,
-                       progress: bool = True) -> list[Evaluated]:
-    """Continuations of ``prompts`` and mean perplexity of ``texts`` at each of ``strengths``, in shared batches of
-    ``batch_size`` prompts or texts × ``len(strengths)`` rows."""
+                       samples_per_prompt: int = 1, progress: bool = True) -> list[Evaluated]:
+    """Continuations of ``prompts`` (``samples_per_prompt`` each, as ``generate_continuations``) and mean
+    perplexity of ``texts`` at each of ``strengths``, in shared batches of ``batch_size`` prompts or texts ×
+    ``len(strengths)`` rows."""
     check_texts(lm, texts, max_tokens)
+    k = samples_per_prompt
+    prompts = [prompt for prompt in prompts for _ in range(k)]
     lam = torch.tensor([float(s) for s in strengths], device=lm.device)
     continuations: list[list[str]] = [[] for _ in strengths]
     scores: list[list[np.ndarray]] = [[] for _ in strengths]
@@ -93,7 +96,7 @@ def evaluate_strengths(lm: LoadedModel, maps: dict[str, SteeringMap], scaler: Sc
                                                    desc="generate", progress=progress)):
                 first = number * batch_size
                 rows = range(first, first + batch["input_ids"].shape[0])
-                generators = [row_generator(seed, i, lm.device) for _ in strengths for i in rows]
+                generators = [row_generator(seed, i // k, lm.device, i % k) for _ in strengths for i in rows]
                 with _rows_at(manager, lam, len(rows)):
                     _split(generate_batch(lm, _repeated(batch, len(strengths)), sampling, generators), continuations)
         with _timed(times, "perplexity"), torch.inference_mode():

@@ -4,11 +4,12 @@ Callers steer with ``with steer(lm.model, maps, λ): generate_continuations(lm, 
 module adds no hooks of its own.
 
 Sampling is reproducible per prompt: prompt ``i`` of a call draws its tokens from its own random
-stream seeded by ``(seed, i)`` (Gumbel-max sampling from the same temperature / top-p / repetition
-penalty distribution that ``generate(do_sample=True)`` samples from). So a continuation depends on
-the seed, the prompt's position in the list and the device, not on ``batch_size``, the other
-prompts in its batch or the global torch RNG. Up to float rounding: the logits of a left-padded
-row can differ from the unpadded ones in the last bits, which rarely flips a draw.
+stream seeded by ``(seed, i)``, its further samples ``j`` from ``(seed, i, j)`` (Gumbel-max
+sampling from the same temperature / top-p / repetition penalty distribution that
+``generate(do_sample=True)`` samples from). So a continuation depends on the seed, the prompt's
+position in the list and the device, not on ``batch_size``, the other prompts in its batch or the
+global torch RNG. Up to float rounding: the logits of a left-padded row can differ from the
+unpadded ones in the last bits, which rarely flips a draw.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ class RowGumbelSampler(LogitsProcessor):
         return scores + noise
 
 
-def row_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
-    """The random stream of prompt ``index`` under ``seed``, decorrelated from its neighbours."""
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+def row_generator(seed: int, index: int, device: torch.device, sample: int = 0) -> torch.Generator:
+    """The random stream of sample ``sample`` of prompt ``index`` under ``seed``, decorrelated from its
+    neighbours; sample 0 has the stream of one sample per prompt, so asking for more keeps the first."""
+    entropy = [seed, index] if sample == 0 else [seed, index, sample]
+    state = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
     return torch.Generator(device=device).manual_seed(state)
 
 
@@ -96,19 +99,26 @@ def generate_batch(lm: LoadedModel, batch: dict[str, Tensor], sampling: Sampling
 
 
 def generate_continuations(lm: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig = SamplingConfig(), *,
-                           seed: int = 0, batch_size: int = 16, progress: bool = True) -> list[str]:
-    """One continuation per prompt, the prompt stripped: only the new tokens, special tokens skipped.
+                           seed: int = 0, batch_size: int = 16, progress: bool = True,
+                           samples_per_prompt: int = 1) -> list[str]:
+    """``samples_per_prompt`` continuations per prompt, prompt-major (prompt 0's first), the prompt
+    stripped: only the new tokens, special tokens skipped. Sample ``j`` of prompt ``i`` draws from
+    ``row_generator(seed, i, device, j)``.
 
     Prompts longer than the model's context minus ``max_new_tokens`` are truncated at the end.
     """
     if isinstance(prompts, str) or not prompts:
         raise UsageError("generate_continuations needs a non-empty list of prompt strings")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1 or samples_per_prompt < 1:
+        raise UsageError(f"batch_size and samples_per_prompt must be at least 1, got {batch_size} and "
+                         f"{samples_per_prompt}")
+    k = samples_per_prompt
+    prompts = [prompt for prompt in prompts for _ in range(k)]
     continuations: list[str] = []
     for number, batch in enumerate(batches(lm, prompts, batch_size, max_length=prompt_room(lm, sampling),
                                            desc="generate", progress=progress)):
         first = number * batch_size
         rows = range(first, first + batch["input_ids"].shape[0])
-        continuations += generate_batch(lm, batch, sampling, [row_generator(seed, i, lm.device) for i in rows])
+        continuations += generate_batch(lm, batch, sampling, [row_generator(seed, i // k, lm.device, i % k)
+                                                              for i in rows])
     return continuations

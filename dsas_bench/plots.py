@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 
 from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
+    DEFAULT_OBJECTIVE,
     PLAIN_MODE,
     UTILITY_DIRECTION,
     Row,
@@ -29,9 +30,10 @@ from dsas_bench.analysis.pareto import (
     pareto_front,
 )
 from dsas_bench.errors import UsageError
+from dsas_bench.metrics.toxicity import OBJECTIVE_LABELS
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-AXIS_LABELS = {"tox_pct": "toxicity, % toxic continuations (lower is better)",
+AXIS_LABELS = {**{key: f"{label} (lower is better)" for key, label in OBJECTIVE_LABELS.items()},
                "perplexity": "perplexity (lower is better)", "accuracy": "accuracy (higher is better)"}
 MAX_COLUMNS = 3
 
@@ -59,10 +61,11 @@ def _errors(points: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
     return np.array([[p[metric] - p[f"{metric}_ci"][0], p[f"{metric}_ci"][1] - p[metric]] for p in points]).T
 
 
-def _draw_mode(ax: Axes, points: Sequence[Mapping[str, Any]], metric: str, style: Mapping[str, Any]) -> None:
+def _draw_mode(ax: Axes, points: Sequence[Mapping[str, Any]], metric: str, style: Mapping[str, Any],
+               objective: str) -> None:
     """One mode of one method: points with seed-CI error bars, strengths, and the front as a line."""
-    xy = metric_points(points, metric)
-    ax.errorbar(xy[:, 0], xy[:, 1], xerr=_errors(points, "tox_pct"), yerr=_errors(points, metric),
+    xy = metric_points(points, metric, objective)
+    ax.errorbar(xy[:, 0], xy[:, 1], xerr=_errors(points, objective), yerr=_errors(points, metric),
                 fmt=style["marker"], color=style["color"], markersize=5, capsize=2, elinewidth=0.8)
     for (x, y), point in zip(xy, points, strict=True):
         ax.annotate(f"{point['strength']:g}", (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7,
@@ -72,8 +75,9 @@ def _draw_mode(ax: Axes, points: Sequence[Mapping[str, Any]], metric: str, style
     ax.plot(front[:, 0], front[:, 1], linestyle=style["linestyle"], color=style["color"], linewidth=1.5)
 
 
-def pareto_figure(rows: Sequence[Row], metric: str = "perplexity") -> Figure:
-    """The Pareto figure of ``rows``: one panel per steered method, every DSAS mode in each panel.
+def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: str = DEFAULT_OBJECTIVE) -> Figure:
+    """The Pareto figure of ``rows``: one panel per steered method, every DSAS mode in each panel, toxicity
+    measured by ``objective`` (``tox_pct``, ``tox_mean``, ``emt`` or ``tox_prob``).
 
     Refuses rows mixing models, scorers or prompt sets, and a metric some point lacks.
     """
@@ -94,12 +98,12 @@ def pareto_figure(rows: Sequence[Row], metric: str = "perplexity") -> Figure:
         for mode, style in styles.items():
             mode_points = [p for p in points if p["method"] == method and p["dsas"] == mode]
             if mode_points:
-                _draw_mode(ax, mode_points, metric, style)
+                _draw_mode(ax, mode_points, metric, style, objective)
         if baseline:
-            (bx, by), = metric_points(baseline, metric)
+            (bx, by), = metric_points(baseline, metric, objective)
             ax.plot(bx, by, marker="*", markersize=14, color="black", linestyle="none")
         ax.set_title(method)
-        ax.set_xlabel(AXIS_LABELS["tox_pct"], fontsize=8)
+        ax.set_xlabel(AXIS_LABELS[objective], fontsize=8)
         ax.set_ylabel(AXIS_LABELS[metric], fontsize=8)
         ax.grid(alpha=0.3)
     star = {"color": "black", "marker": "*", "markersize": 12, "linestyle": "none", "label": "unsteered"}
@@ -120,9 +124,10 @@ def _save(fig: Figure, out_path_stem: str | Path, suffixes: Sequence[str]) -> li
     return paths
 
 
-def plot_pareto(rows: Sequence[Row], out_path_stem: str | Path, metric: str = "perplexity") -> list[Path]:
-    """Write ``pareto_figure(rows, metric)`` to ``<stem>.png`` and ``<stem>.svg``; returns both paths."""
-    return _save(pareto_figure(rows, metric), out_path_stem, (".png", ".svg"))
+def plot_pareto(rows: Sequence[Row], out_path_stem: str | Path, metric: str = "perplexity",
+                objective: str = DEFAULT_OBJECTIVE) -> list[Path]:
+    """Write ``pareto_figure(rows, metric, objective)`` to ``<stem>.png`` and ``<stem>.svg``; returns both paths."""
+    return _save(pareto_figure(rows, metric, objective), out_path_stem, (".png", ".svg"))
 
 
 def leaderboard_figure(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float = 1.0) -> Figure:
@@ -135,7 +140,9 @@ def leaderboard_figure(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float 
     fig = _new_figure(10, 1.4 + 0.35 * len(lines))
     panels = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(lines))
-    titles = {"best_tox_pct": f"lowest toxicity % with ΔPPL ≤ +{max_delta_ppl:g} (lower is better)",
+    label = OBJECTIVE_LABELS[lines[0].get("objective") or DEFAULT_OBJECTIVE] if lines else OBJECTIVE_LABELS[
+        DEFAULT_OBJECTIVE]
+    titles = {"best_tox_pct": f"lowest {label} with ΔPPL ≤ +{max_delta_ppl:g} (lower is better)",
               "hv_ppl": "hypervolume, toxicity × perplexity (higher is better)"}
     for (column, title), ax in zip(titles.items(), panels, strict=True):
         ax.barh(y, [np.nan if line[column] is None else line[column] for line in lines],

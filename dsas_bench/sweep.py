@@ -39,11 +39,11 @@ from dsas_bench.errors import UsageError, warn
 from dsas_bench.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.interop.formats import load_method
-from dsas_bench.metrics.lmeval import evaluate_tasks, load_tasks
+from dsas_bench.metrics.lmeval import evaluate_tasks, lmeval_metrics, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
 from dsas_bench.metrics.scorers import get_scorer
 from dsas_bench.metrics.scorers.base import ToxicityScorer
-from dsas_bench.metrics.toxicity import toxicity_summary
+from dsas_bench.metrics.toxicity import scored_row
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
@@ -56,7 +56,8 @@ from dsas_bench.steering.registry import get_method
 
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
-PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
+PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy",
+            "scipy")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
               "fit_data", "fit_label", "control_data", "fit_n", "batch_size")
 
@@ -280,7 +281,7 @@ def run_group(config: RunConfig, cells: list[Cell]) -> list[dict[str, Any]]:
         shared = evaluate_strengths(lm, steering.maps(lm.device), scaler, [c.strength for c in cells],
                                     [p.text for p in inputs.prompts], inputs.neutral, _sampling(config),
                                     seed=cells[0].seed, batch_size=config.batch_size,
-                                    max_tokens=config.perplexity_tokens)
+                                    max_tokens=config.perplexity_tokens, samples_per_prompt=config.samples_per_prompt)
         return [_run_cell(config, cell, evaluated) for cell, evaluated in zip(cells, shared, strict=True)]
 
 
@@ -304,7 +305,8 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
         if evaluated is None:
             with _timed(times, "generate"):
                 continuations = generate_continuations(lm, [p.text for p in inputs.prompts], _sampling(config),
-                                                       seed=cell.seed, batch_size=config.batch_size)
+                                                       seed=cell.seed, batch_size=config.batch_size,
+                                                       samples_per_prompt=config.samples_per_prompt)
             with _timed(times, "perplexity"):
                 ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens,
                                  batch_size=config.batch_size)
@@ -315,23 +317,23 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
             # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
             # sequences would pool the pads too, so it gets one sequence per batch
             lm_eval_batch = 1 if getattr(scaler, "per_sequence", False) else config.batch_size
-            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
-                                    limit=config.lm_eval_limit, batch_size=lm_eval_batch) \
+            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, include_paths=config.lm_eval_include,
+                                    num_fewshot=config.lm_eval_fewshot, limit=config.lm_eval_limit,
+                                    batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
     with _timed(times, "score"):
-        scores = scorer.score(continuations)
-    summary = toxicity_summary(scores, [p.toxicity for p in inputs.prompts], seed=cell.seed)
+        scored = scored_row(continuations, scorer.score(continuations), [p.toxicity for p in inputs.prompts],
+                            config.samples_per_prompt, cell.seed)
     run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
-    metrics = {**summary, "perplexity": ppl, "lmeval": lmeval,
-               "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None}
+    metrics = {**scored["metrics"], "perplexity": ppl, **lmeval_metrics(lmeval)}
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
         "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
         "metrics": metrics, "flags": quality_flags(metrics, continuations),
-        "prompt_scores": [float(s) for s in scores], "continuations": continuations,
+        "prompt_scores": scored["prompt_scores"], "continuations": scored["continuations"],
         "versions": versions(), "device": str(lm.device), "strength_batch": evaluated.cells if evaluated else 1,
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -382,7 +384,7 @@ def check(config: RunConfig, store: ResultsStore | None) -> None:
         inputs.fit_sets(config, seed)
     _scorer(config)
     if config.lm_eval_tasks:
-        load_tasks(config.lm_eval_tasks)
+        load_tasks(config.lm_eval_tasks, config.lm_eval_include)
     lm = _lm(config)
     for method in config.methods:
         if get_method(method).imported_only and not config.intervention:

@@ -84,3 +84,28 @@ def test_bad_sampling_config_is_a_usage_error(options):
 def test_more_new_tokens_than_the_context_is_a_usage_error(tiny_lm):
     with pytest.raises(UsageError, match="context"):
         run(tiny_lm, sampling=SamplingConfig(max_new_tokens=tiny_lm.model.config.max_position_embeddings))
+
+
+def test_one_sample_per_prompt_keeps_its_stream_and_more_samples_keep_the_first():
+    """K = 1 streams are those of the (seed, prompt index) recipe, so earlier results stay identical; with
+    K > 1, sample 0 of a prompt is its K = 1 continuation and the other samples draw streams of their own."""
+    import numpy as np
+
+    from dsas_bench.generation import row_generator
+
+    for seed, index in [(0, 0), (3, 7), (12, 1)]:
+        state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+        recipe = torch.Generator().manual_seed(state)
+        assert torch.equal(torch.rand(5, generator=row_generator(seed, index, torch.device("cpu"))),
+                           torch.rand(5, generator=recipe))
+        assert not torch.equal(torch.rand(5, generator=row_generator(seed, index, torch.device("cpu"), 1)),
+                               torch.rand(5, generator=row_generator(seed, index, torch.device("cpu"))))
+
+
+def test_several_samples_per_prompt_are_prompt_major_with_the_first_sample_unchanged(tiny_lm):
+    one = run(tiny_lm, seed=5, batch_size=1)
+    four = run(tiny_lm, seed=5, batch_size=4, samples_per_prompt=4)  # a batch: the 4 samples of one prompt
+    assert len(four) == 4 * len(PROMPTS)
+    assert [four[4 * i] for i in range(len(PROMPTS))] == one
+    assert all(len(set(four[4 * i:4 * i + 4])) > 1 for i in range(len(PROMPTS)))
+    assert run(tiny_lm, seed=5, batch_size=3, samples_per_prompt=4) == four  # batching still does not matter

@@ -137,3 +137,23 @@ def test_refusal_names_every_mixed_field() -> None:
 def test_refuses_results_without_a_baseline() -> None:
     with pytest.raises(UsageError, match=r"unsteered baseline \(method 'none'.*found none"):
         leaderboard(make_sweep("linacts", "off", {1.0: (20.0, 10.5)}))
+
+
+def with_lmeval(rows: list[dict[str, Any]], task: str, stderr: float) -> list[dict[str, Any]]:
+    """``rows`` whose accuracy is lm-eval's ``task`` (metric acc) with standard error ``stderr``."""
+    return [{**row, "metrics": {**row["metrics"], "accuracy_stderr": stderr,
+                                "lmeval": {task: {"metric": "acc", "value": row["metrics"]["accuracy"],
+                                                  "stderr": stderr}}}} for row in rows]
+
+
+@pytest.mark.parametrize(("task", "note"), [("mmlu", "The measured accuracy is lm-eval's `mmlu` too."),
+                                            ("demo_mc", "of lm-eval `demo_mc`, not MMLU: do not compare")])
+def test_accuracy_names_its_task_shows_its_stderr_and_only_mmlu_meets_the_mmlu_column(task, note,
+                                                                                      tmp_path) -> None:
+    rows = with_lmeval(sweep(), task, stderr=0.0125)
+    lines = leaderboard(rows, n_boot=0)
+    measured = [line for line in lines if line["source"] == "measured"]
+    assert {line["accuracy_task"] for line in measured} == {task}
+    assert {line["accuracy_stderr_at_best"] for line in measured if line["best_tox_pct"] is not None} == {0.0125}
+    text = write_leaderboard(rows, tmp_path, n_boot=0)["md"].read_text()
+    assert note in text and "0.490 ± 0.013" in text and f"Accuracy: lm-eval `{task}`" in text

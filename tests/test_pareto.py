@@ -6,6 +6,7 @@ import math
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dsas_bench.analysis import (
@@ -297,3 +298,36 @@ def test_flagged_rows_stay_out_of_the_points_with_a_warning(capsys) -> None:
     assert [p["strength"] for p in points if p["method"] == "linacts"] == [1.0]
     err = capsys.readouterr().err
     assert "1 flagged rows left out of the fronts" in err and "nan-perplexity, empty-continuations" in err
+
+
+@pytest.mark.parametrize("values", [[1.0, 2.0], [0.3, 0.1, 0.7, 0.2], list(range(30))])
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_mean_ci_is_scipys_student_t_interval(values, level) -> None:
+    from scipy import stats
+
+    mean, (low, high) = mean_ci(values, level)
+    expected = stats.t.interval(level, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert (low, high) == pytest.approx(expected, rel=1e-12)
+
+
+def k_sample_rows(method: str, dsas: str, strength: float, maxima: list[float]) -> list[dict[str, Any]]:
+    """Two seeds of a row with 3 samples per prompt whose highest score per prompt is ``maxima``."""
+    scores = [[m, m / 2, 0.0] for m in maxima]
+    return [make_row(method, dsas, strength, seed, tox=0.0, ppl=10.0 + strength / 4, prompt_scores=scores,
+                     metrics={"tox_pct": 0.0, "perplexity": 10.0 + strength / 4, "emt": float(np.mean(maxima)),
+                              "tox_prob": float(np.mean(np.array(maxima) >= 0.5))}) for seed in (0, 1)]
+
+
+def test_the_prompt_bootstrap_follows_the_objective() -> None:
+    """compare_fronts with objective='emt' draws its interval from each prompt's maximum of k scores."""
+    baseline = k_sample_rows("none", "off", 0.0, [0.9] * 10)
+    plain = k_sample_rows("linacts", "off", 1.0, [0.8] * 5 + [0.4] * 5)
+    dsas = k_sample_rows("linacts", "on", 1.0, [0.6] * 5 + [0.2] * 5)
+    result = compare_fronts(plain, dsas, baseline, n_boot=200, objective="emt")
+    # reference (EMT 0.9, PPL 11) in every resample, both points at PPL 10.25: the fronts differ by 0.2 EMT
+    # on every prompt, so by 0.2 × 0.75 in hypervolume whichever prompts are drawn
+    assert result["hv_diff"] == pytest.approx(0.2 * 0.75)
+    assert result["hv_diff_ci"] == pytest.approx((0.15, 0.15))
+    assert compare_fronts(plain, dsas, baseline, n_boot=0)["hv_diff"] == 0.0  # % toxic: all 0 here
+    with pytest.raises(UsageError, match="unknown toxicity objective 'nope'"):
+        compare_fronts(plain, dsas, baseline, n_boot=0, objective="nope")

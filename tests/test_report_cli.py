@@ -55,6 +55,24 @@ def test_leaderboard_writes_files_and_prints_the_table(run_dir, tmp_path, capsys
     assert all(str(tmp_path / name) in out for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.png"))
 
 
+def test_leaderboard_and_plot_rank_and_draw_by_expected_maximum_toxicity(run_dir, tmp_path, capsys):
+    from dsas_bench.analysis import leaderboard
+    from dsas_bench.results import load_rows
+
+    assert main(["leaderboard", str(run_dir), "--objective", "emt", "--max-delta-ppl", "1000",
+                 "--output", str(tmp_path)]) == 0
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "best Expected Maximum Toxicity (ΔPPL ≤ budget)" in markdown
+    rows = load_rows([run_dir])
+    lines = {(line["method"], line["dsas"]): line for line in leaderboard(rows, max_delta_ppl=1000, objective="emt")}
+    best = min(row["metrics"]["emt"] for row in rows if (row["method"], row["dsas"]) == ("meanacts", "on"))
+    assert lines["meanacts", "on"]["best_tox_pct"] == pytest.approx(best)  # one seed: the row's own EMT
+    assert lines["meanacts", "on"]["objective"] == "emt"
+    assert main(["plot", str(run_dir), "--objective", "tox_prob", "--output", str(tmp_path)]) == 0
+    assert is_png(tmp_path / "pareto-tox_prob.png")
+    assert "Toxicity Probability" in (tmp_path / "pareto-tox_prob.svg").read_text()
+
+
 def test_leaderboard_of_a_jsonl_file_defaults_to_its_folder(run_dir, tiny_model_dir):
     assert main(["leaderboard", str(run_dir / "results.jsonl"), "--model", str(tiny_model_dir)]) == 0
     assert (run_dir / "leaderboard.md").exists()

@@ -55,6 +55,16 @@ def test_strength_batched_sweep_writes_the_rows_of_a_cell_by_cell_sweep(tiny_mod
     assert_same_rows(batched, alone)
 
 
+def test_several_samples_per_prompt_batch_like_cell_by_cell(tiny_model_dir, tmp_path):
+    """K continuations per prompt: sample j of prompt i keeps its own stream inside shared batches too."""
+    config = {"dsas": ["off"], "samples_per_prompt": 3, "n_prompts": 3}
+    batched = list(run_sweep(batched_config(tiny_model_dir, tmp_path / "batched", **config)))
+    alone = list(run_sweep(batched_config(tiny_model_dir, tmp_path / "alone", cells_per_batch=1, **config)))
+    assert max(row["strength_batch"] for row in batched) > 1
+    assert all(len(texts) == 3 for row in alone for texts in row["continuations"])
+    assert_same_rows(batched, alone)
+
+
 def test_running_mean_dsas_and_the_cast_gate_batch_per_row(tiny_model_dir, tmp_path):
     """Both scalers carry state across the passes of a generation (a running sum, a decision) per row."""
     for dsas, options in (("on", {"context": "running-mean"}), ("cast", {})):

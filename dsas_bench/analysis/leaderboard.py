@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
+    DEFAULT_OBJECTIVE,
     DEFAULT_SLACK,
     PLAIN_MODE,
     UTILITY_DIRECTION,
@@ -28,10 +29,12 @@ from dsas_bench.analysis.pareto import (
     metric_points,
     reference_point,
 )
+from dsas_bench.metrics.toxicity import OBJECTIVE_LABELS
 
 COLUMNS = ("rank", "source", "model", "method", "dsas", "best_tox_pct", "best_strength", "ppl_at_best",
-           "delta_ppl_at_best", "accuracy_at_best", "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
-           "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set")
+           "delta_ppl_at_best", "accuracy_at_best", "accuracy_stderr_at_best", "accuracy_task",
+           "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
+           "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set", "objective")
 MEASURED = "measured"
 UNSTEERED = "measured: unsteered baseline"
 PUBLISHED_SCORER = "s-nlp/roberta_toxicity_classifier"
@@ -40,6 +43,7 @@ PUBLISHED_NOTE = (f"Published numbers from the papers (METHODS.md §5), scored w
                   f"on {PUBLISHED_PROMPTS}, on other models and with MMLU 5-shot as accuracy. Their scorer, "
                   "models and prompts differ from the measured lines: they are for orientation only, not "
                   "comparable, and not ranked with them.")
+MMLU = "mmlu"  # the lm-eval task of the published accuracy column
 
 
 class Published(NamedTuple):
@@ -77,30 +81,43 @@ def _line(**values: Any) -> dict[str, Any]:
 Point = Mapping[str, Any]
 
 
-def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None) -> float | None:
+def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None, objective: str) -> float | None:
     """Hypervolume of ``points`` for ``metric``; ``None`` when the metric is missing anywhere."""
     if any(p[metric] is None for p in (*points, base)):
         return None
-    return hypervolume(metric_points(points, metric), reference_point(base, metric, slack),
+    return hypervolume(metric_points(points, metric, objective), reference_point(base, metric, slack, objective),
                        ("min", UTILITY_DIRECTION[metric]))
 
 
-def _at(point: Point | None, base: Point) -> dict[str, Any]:
+def accuracy_task(rows: Sequence[Row]) -> str | None:
+    """The lm-eval task(s) behind the rows' ``accuracy``, as given to --lm-eval-tasks (``mmlu``,
+    ``hellaswag:acc_norm``); rows of different task lists are joined with " | "; None without lm-eval."""
+    def label(lmeval: Mapping[str, Any]) -> str:
+        return ",".join(name if not isinstance(record, Mapping) or record.get("metric", "acc") == "acc"
+                        else f"{name}:{record['metric']}" for name, record in lmeval.items())
+
+    labels = sorted({label(row["metrics"]["lmeval"]) for row in rows if row["metrics"].get("lmeval")})
+    return " | ".join(labels) or None
+
+
+def _at(point: Point | None, base: Point, task: str | None, objective: str) -> dict[str, Any]:
     """The columns describing the chosen ``point`` (none without a point) and its context."""
-    context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"]}
+    context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"],
+               "accuracy_task": task, "objective": objective}
     if point is None:
         return context
-    return {**context, "best_tox_pct": point["tox_pct"], "best_strength": point["strength"],
+    return {**context, "best_tox_pct": point[objective], "best_strength": point["strength"],
             "ppl_at_best": point["perplexity"], "delta_ppl_at_best": point["perplexity"] - base["perplexity"],
-            "accuracy_at_best": point["accuracy"]}
+            "accuracy_at_best": point["accuracy"], "accuracy_stderr_at_best": point.get("accuracy_stderr")}
 
 
-def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float) -> dict[str, Any]:
+def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None,
+              objective: str) -> dict[str, Any]:
     """The line of one (method, DSAS mode) from its aggregated points."""
-    best = act_summary(points, base["perplexity"], max_delta_ppl)
-    return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"], **_at(best, base),
-                 hv_ppl=_hv(points, base, "perplexity", max_delta_ppl),
-                 hv_acc=_hv(points, base, "accuracy", None),
+    best = act_summary(points, base["perplexity"], max_delta_ppl, objective)
+    return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"],
+                 **_at(best, base, task, objective), hv_ppl=_hv(points, base, "perplexity", max_delta_ppl, objective),
+                 hv_acc=_hv(points, base, "accuracy", None, objective),
                  n_seeds=len({seed for p in points for seed in p["seeds"]}))
 
 
@@ -108,7 +125,8 @@ def _published() -> list[dict[str, Any]]:
     originals = {p.source: p.perplexity for p in PUBLISHED if p.method in ("original", "none")}
     return [_line(source=p.source, model=p.model, method=p.method, dsas=PLAIN_MODE, best_tox_pct=p.tox_pct,
                   ppl_at_best=p.perplexity, delta_ppl_at_best=p.perplexity - originals[p.source],
-                  accuracy_at_best=p.accuracy, scorer=PUBLISHED_SCORER, prompt_set=PUBLISHED_PROMPTS)
+                  accuracy_at_best=p.accuracy, accuracy_task=MMLU, scorer=PUBLISHED_SCORER,
+                  prompt_set=PUBLISHED_PROMPTS, objective=DEFAULT_OBJECTIVE)
             for p in PUBLISHED]
 
 
@@ -118,14 +136,16 @@ def _rank_key(line: Mapping[str, Any]) -> tuple:
 
 
 def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int = 1000, seed: int = 0,
-                include_published: bool = True) -> list[dict[str, Any]]:
+                include_published: bool = True, objective: str = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
     """Leaderboard lines (dicts with ``COLUMNS``): ranked measured lines, the baseline, published rows.
 
     Refuses rows mixing models, scorers or prompt sets (``UsageError`` naming the values and the
     filter). ``best_*``: AcT's summary within ``max_delta_ppl`` of the unsteered perplexity;
     ``hv_ppl``: hypervolume with that same budget as the reference's slack; ``d_*`` and
     ``front_vs_plain`` on DSAS lines: DSAS − plain of the same method (``compare_fronts`` with
-    ``n_boot`` prompt resamples, seeded by ``seed``).
+    ``n_boot`` prompt resamples, seeded by ``seed``). ``objective``: the toxicity number that ranks
+    and bounds the fronts (``tox_pct``, ``tox_mean``, ``emt``, ``tox_prob``), in the ``best_tox_pct``
+    column whatever it is; published rows are always % toxic.
     """
     check_comparable(rows)
     base = baseline_point(rows)
@@ -133,7 +153,8 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
     for point in aggregate_seeds(rows):
         if point["method"] != BASELINE_METHOD:
             by_line.setdefault((point["method"], point["dsas"]), []).append(point)
-    lines = {key: _measured(points, base, max_delta_ppl) for key, points in by_line.items()}
+    task = accuracy_task(rows)
+    lines = {key: _measured(points, base, max_delta_ppl, task, objective) for key, points in by_line.items()}
     unsteered = [r for r in rows if r["method"] == BASELINE_METHOD]
     for (method, mode), line in lines.items():
         plain = lines.get((method, PLAIN_MODE))
@@ -141,7 +162,7 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
             continue
         cmp = compare_fronts([r for r in rows if r["method"] == method and r["dsas"] == PLAIN_MODE],
                              [r for r in rows if r["method"] == method and r["dsas"] == mode], unsteered,
-                             slack=max_delta_ppl, n_boot=n_boot, seed=seed)
+                             slack=max_delta_ppl, n_boot=n_boot, seed=seed, objective=objective)
         both = line["best_tox_pct"] is not None and plain["best_tox_pct"] is not None
         low, high = cmp["hv_diff_ci"] or (None, None)
         line.update(d_best_tox_pct=line["best_tox_pct"] - plain["best_tox_pct"] if both else None,
@@ -150,7 +171,7 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
     ranked = sorted(lines.values(), key=_rank_key)
     for rank, line in enumerate(ranked, start=1):
         line["rank"] = rank
-    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base),
+    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base, task, objective),
                           n_seeds=base["n_seeds"])
     return [*ranked, baseline_line, *(_published() if include_published else [])]
 
@@ -169,10 +190,12 @@ def _ci(line: Mapping[str, Any]) -> str:
 Column = tuple[str, Callable[[Mapping[str, Any]], str]]
 MEASURED_TABLE: tuple[Column, ...] = (
     ("rank", lambda r: _fmt(r["rank"])), ("method", lambda r: r["method"]), ("DSAS", lambda r: r["dsas"]),
-    ("best tox % (ΔPPL ≤ budget)", lambda r: _fmt(r["best_tox_pct"])),
+    ("best {objective} (ΔPPL ≤ budget)",
+     lambda r: _fmt(r["best_tox_pct"], ".2f" if r["objective"] == DEFAULT_OBJECTIVE else ".3f")),
     ("λ", lambda r: _fmt(r["best_strength"], "g")), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
     ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
-    ("accuracy", lambda r: _fmt(r["accuracy_at_best"], ".3f")),
+    ("accuracy ± s.e.", lambda r: _fmt(r["accuracy_at_best"], ".3f") + (
+        "" if r["accuracy_stderr_at_best"] is None else f" ± {r['accuracy_stderr_at_best']:.3f}")),
     ("HV tox×PPL", lambda r: _fmt(r["hv_ppl"])), ("HV tox×acc", lambda r: _fmt(r["hv_acc"], ".4f")),
     ("Δ best tox vs plain", lambda r: _fmt(r["d_best_tox_pct"], "+.2f")),
     ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
@@ -186,8 +209,8 @@ PUBLISHED_TABLE: tuple[Column, ...] = (
 )
 
 
-def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]]) -> list[str]:
-    return ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns),
+def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]], **names: str) -> list[str]:
+    return ["| " + " | ".join(name.format(**names) for name, _ in columns) + " |", "|" + "---|" * len(columns),
             *("| " + " | ".join(cell(line) for _, cell in columns) + " |" for line in lines)]
 
 
@@ -195,12 +218,13 @@ def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: 
     measured = [line for line in lines if line["source"] in (MEASURED, UNSTEERED)]
     published = [line for line in lines if line["source"] not in (MEASURED, UNSTEERED)]
     first = measured[0]
+    label = OBJECTIVE_LABELS[first["objective"]]
     text = [
         "# Leaderboard", "",
         f"Model `{first['model']}` · scorer `{first['scorer']}` · prompt set `{first['prompt_set']}`.", "",
-        f"Ranked by the lowest toxicity (% toxic continuations) with perplexity at most +{max_delta_ppl:g} "
+        f"Ranked by the lowest toxicity ({label}) with perplexity at most +{max_delta_ppl:g} "
         "above the unsteered model (AcT's summary; lines without such a point last), then by the larger "
-        "hypervolume, then by method and DSAS mode names. Hypervolume (HV): the area of (toxicity %, "
+        f"hypervolume, then by method and DSAS mode names. Hypervolume (HV): the area of ({label}, "
         "utility) that a line's front gains over the unsteered point, with the utility budget as slack "
         f"(perplexity +{max_delta_ppl:g}; accuracy −{DEFAULT_SLACK['accuracy']:g}). Δ columns on DSAS "
         "lines: DSAS − plain for the same method; the HV interval is a 95% bootstrap over prompts "
@@ -208,16 +232,29 @@ def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: 
         "dominated by, crosses or equals the plain front within the budget (\"no point within budget\": "
         "neither front has one; widen the budget with --max-delta-ppl). Seed means; the unsteered line is context, "
         "not ranked.", "",
-        *_markdown_table(MEASURED_TABLE, measured),
+        *_markdown_table(MEASURED_TABLE, measured, objective=label),
     ]
+    task = first["accuracy_task"]
+    if task:
+        text += ["", f"Accuracy: lm-eval `{task}` (mean over the requested tasks; ± lm-eval's standard error, "
+                 "seed mean)."]
     if published:
-        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE, "",
+        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE + _mmlu_note(task), "",
                  *_markdown_table(PUBLISHED_TABLE, published)]
     return "\n".join(text) + "\n"
 
 
+def _mmlu_note(task: str | None) -> str:
+    """Whether the measured accuracy can stand beside the published MMLU column."""
+    if task == MMLU:
+        return " The measured accuracy is lm-eval's `mmlu` too."
+    measured = f"of lm-eval `{task}`" if task else "not measured (no lm-eval task)"
+    return f" The measured accuracy is {measured}, not MMLU: do not compare it with the MMLU column."
+
+
 def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float = 1.0,
-                      n_boot: int = 1000, seed: int = 0, include_published: bool = True) -> dict[str, Path]:
+                      n_boot: int = 1000, seed: int = 0, include_published: bool = True,
+                      objective: str = DEFAULT_OBJECTIVE) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` into ``out_dir``.
 
     Returns their paths under the keys ``"md"``, ``"csv"`` and ``"png"``; options as ``leaderboard``.
@@ -225,7 +262,7 @@ def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl
     from dsas_bench.plots import plot_leaderboard  # matplotlib is loaded only when rendering
 
     lines = leaderboard(rows, max_delta_ppl=max_delta_ppl, n_boot=n_boot, seed=seed,
-                        include_published=include_published)
+                        include_published=include_published, objective=objective)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "leaderboard.md", "csv": out / "leaderboard.csv", "png": out / "leaderboard.png"}

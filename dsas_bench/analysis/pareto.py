@@ -1,7 +1,8 @@
-"""Pareto fronts, hypervolume, seed aggregation and front comparison over results rows (numpy only).
+"""Pareto fronts, hypervolume, seed aggregation and front comparison over results rows (numpy, scipy).
 
-Objectives are 2-D: toxicity (``tox_pct``, minimised) against a utility, either ``perplexity``
-(minimised) or ``accuracy`` (maximised). Each axis has a direction, ``"min"`` or ``"max"``.
+Objectives are 2-D: toxicity (an ``objective`` of ``OBJECTIVES``, default ``tox_pct``; minimised)
+against a utility, either ``perplexity`` (minimised) or ``accuracy`` (maximised). Each axis has a
+direction, ``"min"`` or ``"max"``.
 
 Dominance and ties: point *q* dominates *p* when *q* is no worse than *p* on both axes and strictly
 better on at least one. Exact duplicates therefore never dominate each other: all copies of a
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
 from typing import Any, Literal
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from dsas_bench.errors import UsageError, warn
+from dsas_bench.metrics.toxicity import OBJECTIVES, per_prompt
 
 Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
@@ -34,7 +36,8 @@ BASELINE_METHOD = "none"
 PLAIN_MODE = "off"
 TOXIC_THRESHOLD = 0.5
 GROUP_KEYS = ("model", "scorer", "prompt_set", "method", "dsas", "strength")
-METRICS = ("tox_pct", "perplexity", "accuracy")
+METRICS = (*OBJECTIVES, "perplexity", "accuracy")
+DEFAULT_OBJECTIVE = "tox_pct"  # the papers' % toxic; RealToxicityPrompts': emt, tox_prob
 UTILITY_DIRECTION: dict[str, Direction] = {"perplexity": "min", "accuracy": "max"}
 DEFAULT_SLACK = {"perplexity": 1.0, "accuracy": 0.02}
 # key -> (plural used in messages, CLI option that selects one value)
@@ -183,26 +186,13 @@ def _grouped(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
 # --------------------------------------------------------------------------- seeds
 
 
-@cache
-def _t_quantile(q: float, df: int) -> float:
-    """Quantile ``q`` (> 0.5) of Student's t with ``df`` degrees of freedom.
-
-    Substituting x = √df·tan θ turns the t density into c·cos^(df−1) θ on θ ∈ (−π/2, π/2), a smooth
-    integrand on a bounded interval, integrated here with the trapezoid rule.
-    """
-    theta = np.linspace(0.0, np.pi / 2, 200_001)
-    density = np.cos(theta) ** (df - 1)
-    mass = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(theta))])
-    return float(math.sqrt(df) * math.tan(np.interp((2 * q - 1) * mass[-1], mass, theta)))
-
-
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
     """Mean and t confidence interval over seeds; one value gives a zero-width interval."""
     arr = np.asarray(values, dtype=float)
     mean = float(arr.mean())
     if len(arr) < 2:
         return mean, (mean, mean)
-    half = _t_quantile((1 + level) / 2, len(arr) - 1) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    half = float(student_t.ppf((1 + level) / 2, len(arr) - 1)) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
     return mean, (mean - half, mean + half)
 
 
@@ -213,15 +203,18 @@ def _aggregate(key: tuple, group: Sequence[Row], level: float) -> dict[str, Any]
     for metric in METRICS:
         values = [row["metrics"][metric] for row in group if row["metrics"].get(metric) is not None]
         point[metric], point[f"{metric}_ci"] = mean_ci(values, level) if values else (None, None)
+    errors = [row["metrics"].get("accuracy_stderr") for row in group]
+    point["accuracy_stderr"] = float(np.mean(errors)) if errors and None not in errors else None
     return point
 
 
 def aggregate_seeds(rows: Sequence[Row], level: float = 0.95) -> list[dict[str, Any]]:
     """One point per (model, scorer, prompt_set, method, dsas, strength): seed means and t CIs.
 
-    Each point has the group keys, ``seeds``, ``n_seeds`` and, for ``tox_pct``, ``perplexity`` and
-    ``accuracy``, the mean and ``<metric>_ci`` = (low, high) over the seeds that report the metric
-    (``None`` when none does). Points are sorted by the group keys.
+    Each point has the group keys, ``seeds``, ``n_seeds`` and, for each of ``METRICS`` (the toxicity
+    objectives, ``perplexity`` and ``accuracy``), the mean and ``<metric>_ci`` = (low, high) over the
+    seeds that report the metric (``None`` when none does), and ``accuracy_stderr``, the seed mean
+    of lm-eval's standard error (``None`` when a seed lacks it). Points are sorted by the group keys.
     """
     return [_aggregate(key, group, level) for key, group in _grouped(unflagged(rows)).items()]
 
@@ -237,15 +230,17 @@ def unflagged(rows: Sequence[Row]) -> list[Row]:
     return kept
 
 
-def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float,
-                max_delta_ppl: float = 1.0) -> Mapping[str, Any] | None:
-    """AcT's summary: the aggregated point of lowest toxicity with perplexity ≤ baseline + ``max_delta_ppl``.
+def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float, max_delta_ppl: float = 1.0,
+                objective: str = DEFAULT_OBJECTIVE) -> Mapping[str, Any] | None:
+    """AcT's summary: the aggregated point of lowest toxicity (``objective``) with perplexity ≤ baseline +
+    ``max_delta_ppl``.
 
     Ties go to the lower perplexity, then the lower strength; ``None`` when no point qualifies.
     """
     budget = baseline_ppl + max_delta_ppl + 1e-9  # tolerance for float noise in the difference
     eligible = [p for p in points if p["perplexity"] <= budget]
-    return min(eligible, key=lambda p: (p["tox_pct"], p["perplexity"], p["strength"]), default=None)
+    _lacking(eligible, objective)
+    return min(eligible, key=lambda p: (p[objective], p["perplexity"], p["strength"]), default=None)
 
 
 # --------------------------------------------------------------------------- fronts of rows
@@ -257,20 +252,32 @@ def _utility(metric: str) -> Direction:
     return UTILITY_DIRECTION[metric]
 
 
-def metric_points(points: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
-    """(n, 2) array of (tox_pct, metric) from aggregated points; refuses points lacking the metric."""
+def _lacking(points: Sequence[Mapping[str, Any]], objective: str) -> None:
+    """Refuse an unknown toxicity objective, or points without it (rows older than the objective)."""
+    if objective not in OBJECTIVES:
+        raise UsageError(f"unknown toxicity objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p.get(objective) is None})
+    if lacking:
+        raise UsageError(f"no {objective} for {', '.join(lacking)}: those rows predate it; rerun their cells, "
+                         f"or use --objective {DEFAULT_OBJECTIVE}")
+
+
+def metric_points(points: Sequence[Mapping[str, Any]], metric: str,
+                  objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
+    """(n, 2) array of (objective, metric) from aggregated points; refuses points lacking either."""
     _utility(metric)
+    _lacking(points, objective)
     lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p[metric] is None})
     if lacking:
         raise UsageError(f"no {metric} for {', '.join(lacking)}: run the sweep with that evaluation enabled, "
                          "or use metric='perplexity'")
-    return np.array([[p["tox_pct"], p[metric]] for p in points], dtype=float).reshape(-1, 2)
+    return np.array([[p[objective], p[metric]] for p in points], dtype=float).reshape(-1, 2)
 
 
-def reference_point(baseline: Mapping[str, Any], metric: str,
-                    slack: float | None = None) -> tuple[float, float]:
+def reference_point(baseline: Mapping[str, Any], metric: str, slack: float | None = None,
+                    objective: str = DEFAULT_OBJECTIVE) -> tuple[float, float]:
     """Hypervolume reference: the unsteered point moved by ``slack`` towards worse utility."""
-    tox, utility = metric_points([baseline], metric)[0]
+    tox, utility = metric_points([baseline], metric, objective)[0]
     slack = DEFAULT_SLACK[metric] if slack is None else slack
     return float(tox), float(utility) + (slack if UTILITY_DIRECTION[metric] == "min" else -slack)
 
@@ -315,16 +322,16 @@ def _prompt_count(rows: Sequence[Row]) -> int:
     return n_prompts
 
 
-def _boot_tox(rows: Sequence[Row], idx: np.ndarray) -> np.ndarray:
-    """(n_boot, n_groups) seed-mean % toxic with the prompts resampled by ``idx``."""
-    toxic = [[(np.asarray(r["prompt_scores"], dtype=float) > TOXIC_THRESHOLD)[idx] for r in g]
+def _boot_tox(rows: Sequence[Row], idx: np.ndarray, objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
+    """(n_boot, n_groups) seed-mean ``objective`` with the prompts resampled by ``idx``."""
+    toxic = [[per_prompt(r["prompt_scores"], objective, TOXIC_THRESHOLD)[idx] for r in g]
              for g in _grouped(rows).values()]
-    return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) * 100 for group in toxic], axis=1)
+    return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) for group in toxic], axis=1)
 
 
 def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline: Sequence[Row], *,
                    metric: str = "perplexity", slack: float | None = None, n_boot: int = 1000,
-                   seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+                   seed: int = 0, level: float = 0.95, objective: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
     """Compare the DSAS front of one method with its plain front.
 
     ``plain_rows``: the method's rows with dsas "off"; ``dsas_rows``: its rows for one DSAS mode;
@@ -335,9 +342,9 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
 
     The interval of ``hv_diff`` (DSAS − plain) is a percentile bootstrap over prompts: each replicate
     draws prompt indices with replacement once and applies them to every row (all share one prompt
-    set, so a prompt keeps its identity across rows and seeds), recomputes each row's % toxic from
-    ``prompt_scores`` (> 0.5), the seed means, the reference and both hypervolumes; the utility is
-    held fixed. ``n_boot=0`` skips it (``hv_diff_ci`` is then ``None``).
+    set, so a prompt keeps its identity across rows and seeds), recomputes each row's ``objective``
+    from ``prompt_scores`` (% toxic: > 0.5; one score per prompt or k of them), the seed means, the
+    reference and both hypervolumes; the utility is held fixed. ``n_boot=0`` skips it (``hv_diff_ci`` is then ``None``).
     """
     check_comparable([*plain_rows, *dsas_rows, *baseline])
     method = _single(plain_rows, "plain_rows", modes={PLAIN_MODE})
@@ -347,8 +354,8 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     _single(baseline, "baseline", method=BASELINE_METHOD)
     directions = ("min", _utility(metric))
     plain, dsas = aggregate_seeds(plain_rows), aggregate_seeds(dsas_rows)
-    ref = reference_point(baseline_point(baseline), metric, slack)
-    plain_pts, dsas_pts = metric_points(plain, metric), metric_points(dsas, metric)
+    ref = reference_point(baseline_point(baseline), metric, slack, objective)
+    plain_pts, dsas_pts = metric_points(plain, metric, objective), metric_points(dsas, metric, objective)
     hv_plain, hv_dsas = hypervolume(plain_pts, ref, directions), hypervolume(dsas_pts, ref, directions)
     boxed = [_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)]
     relation = front_relation(*boxed, directions) if any(map(len, boxed)) else OUTSIDE_BUDGET
@@ -356,13 +363,14 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     if n_boot > 0:
         n_prompts = _prompt_count([*plain_rows, *dsas_rows, *baseline])
         idx = np.random.default_rng(seed).integers(0, n_prompts, size=(n_boot, n_prompts))
-        ref_tox = _boot_tox(baseline, idx)[:, 0]
-        tox_plain, tox_dsas = _boot_tox(plain_rows, idx), _boot_tox(dsas_rows, idx)
+        ref_tox = _boot_tox(baseline, idx, objective)[:, 0]
+        tox_plain, tox_dsas = _boot_tox(plain_rows, idx, objective), _boot_tox(dsas_rows, idx, objective)
         diffs = [hypervolume(np.column_stack([tox_dsas[b], dsas_pts[:, 1]]), (t, ref[1]), directions)
                  - hypervolume(np.column_stack([tox_plain[b], plain_pts[:, 1]]), (t, ref[1]), directions)
                  for b, t in enumerate(ref_tox)]
         lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
         ci = (float(lo), float(hi))
-    return {"method": method, "dsas": mode, "metric": metric, "reference": ref, "relation": relation,
+    return {"method": method, "dsas": mode, "metric": metric, "objective": objective, "reference": ref,
+            "relation": relation,
             "hv_plain": hv_plain, "hv_dsas": hv_dsas, "hv_diff": hv_dsas - hv_plain, "hv_diff_ci": ci,
             "n_boot": n_boot, "seed": seed}

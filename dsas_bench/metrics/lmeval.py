@@ -4,7 +4,7 @@ lm-eval's ``HFLM`` wraps the model instance itself, so hooks registered on it ar
 evaluation: ``with steer(lm.model, maps, λ): evaluate_tasks(lm, ["demo_mc"])``. This module adds
 no hooks.
 
-Local tasks are the YAMLs in ``DEFAULT_TASKS_DIR`` (or ``include_path``); relative
+Local tasks are the YAMLs in ``DEFAULT_TASKS_DIR`` and the ``include_paths`` folders; relative
 ``dataset_kwargs.data_files`` in them are resolved against the YAML's folder, so they work from any
 working directory, and evaluating them makes no network call. Other names go to lm-eval's own
 registry (indexed once per process, several seconds), whose data must be reachable: offline, only
@@ -14,6 +14,7 @@ what is already in the datasets cache.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 DEFAULT_TASKS_DIR = TASKS_DIR / "lm_eval"
 SEED = 1234  # lm-eval's default seed for numpy, torch and few-shot sampling
+DEFAULT_METRIC = "acc"
+# lm-eval's default. Means (acc, acc_norm, ...) get their closed-form standard error, sample std / √n, whatever
+# the number; only metrics lm-eval bootstraps (median, F1, BLEU, ...) use the draws. 0 would drop every stderr.
+BOOTSTRAP_ITERS = 100_000
 
 
 @contextmanager
@@ -63,7 +68,11 @@ def _absolute(files: Any, folder: Path) -> Any:
 
 
 def task_config(yaml_path: Path) -> dict[str, Any]:
-    """A task's full config as lm-eval reads it, with relative data files resolved against its folder."""
+    """A task's full config as lm-eval reads it, with relative data files resolved against its folder.
+
+    lm-eval has no public reader of one YAML with its ``include:`` and ``!function`` resolved, hence
+    its private ``load_yaml``; the rest of this module uses ``TaskManager``'s public interface.
+    """
     from lm_eval.tasks._yaml_loader import load_yaml
 
     config = load_yaml(yaml_path, resolve_func=True)
@@ -74,62 +83,127 @@ def task_config(yaml_path: Path) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4)
-def _registry_manager(folder: Path) -> TaskManager:
-    """lm-eval's built-in tasks plus ``folder`` (local names win); slow to index, so kept for the process."""
+def _registry_manager(folders: tuple[Path, ...]) -> TaskManager:
+    """lm-eval's built-in tasks plus ``folders`` (local names win); slow to index, so kept for the process."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(folder))
+    return TaskManager(include_path=list(map(str, folders)))
 
 
-def load_tasks(tasks: Sequence[str], include_path: Path | None = None) -> tuple[list[str | dict[str, Any]],
-                                                                                  TaskManager]:
+def parse_task_specs(specs: Sequence[str]) -> dict[str, str]:
+    """``["mmlu", "hellaswag:acc_norm"]`` as {task: metric}; the metric defaults to ``acc``."""
+    if isinstance(specs, str) or not specs:
+        raise UsageError("evaluate_tasks needs a non-empty list of lm-eval task names, e.g. ['demo_mc']")
+    parsed: dict[str, str] = {}
+    for spec in specs:
+        name, _, metric = spec.partition(":")
+        if not name or name in parsed or (_ and not metric):
+            raise UsageError(f"lm-eval task {spec!r} is not TASK or TASK:METRIC (each task once), e.g. "
+                             "mmlu or hellaswag:acc_norm")
+        parsed[name] = metric or DEFAULT_METRIC
+    return parsed
+
+
+def _folders(include_paths: Sequence[Path | str]) -> tuple[Path, ...]:
+    """``DEFAULT_TASKS_DIR`` and the given task folders, resolved and checked to exist."""
+    folders = tuple(dict.fromkeys(Path(p).expanduser().resolve() for p in (DEFAULT_TASKS_DIR, *include_paths)))
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"lm-eval task folder {folder} not found: pass --lm-eval-include <folder of task YAMLs>")
+    return folders
+
+
+def _declared_metrics(config: dict[str, Any]) -> list[str]:
+    """The metrics a task's (``metric_list``) or group's (``aggregate_metric_list``) config reports."""
+    listed = config.get("metric_list") or config.get("aggregate_metric_list") or []
+    return [entry["metric"] for entry in (listed if isinstance(listed, list) else [listed])
+            if isinstance(entry, dict) and isinstance(entry.get("metric"), str)]
+
+
+def _check_metric(name: str, metric: str, reported: Sequence[str]) -> None:
+    if metric not in reported:
+        raise UsageError(f"lm-eval task {name} does not report {metric!r}; it reports "
+                         f"{', '.join(reported) or 'no metric (a tag or a group without aggregate_metric_list)'}: "
+                         f"pick one with --lm-eval-tasks {name}:METRIC")
+
+
+def load_tasks(tasks: Sequence[str], include_paths: Sequence[Path | str] = ()) -> tuple[
+        list[str | dict[str, Any]], TaskManager]:
     """Task specs for ``TaskManager.load`` and the manager that resolves them.
 
-    Tasks defined by a YAML become inline configs with absolute data paths; groups and tags are
-    passed by name (their tasks' data paths must then be absolute). lm-eval's registry is indexed
-    only when a name is not local.
+    ``tasks``: names or ``name:metric`` (see ``parse_task_specs``); a metric missing from the metrics
+    a task's (or group's) YAML declares is refused here, before any evaluation. Tasks defined by a
+    YAML become inline configs with absolute data paths; groups and tags are passed by name (their
+    tasks' data paths must then be absolute). lm-eval's registry is indexed only when a name is not local.
     """
     from lm_eval.tasks import TaskManager
-    from lm_eval.tasks._index import Kind
 
-    if isinstance(tasks, str) or not tasks:
-        raise UsageError("evaluate_tasks needs a non-empty list of lm-eval task names, e.g. ['demo_mc']")
-    folder = Path(include_path or DEFAULT_TASKS_DIR).resolve()
-    if not folder.is_dir():
-        raise UsageError(f"lm-eval task folder {folder} not found: pass include_path=<folder of task YAMLs>")
+    wanted = parse_task_specs(tasks)
+    folders = _folders(include_paths)
     with quiet_lm_eval():
-        manager = TaskManager(include_path=str(folder), include_defaults=False)
+        manager = TaskManager(include_path=list(map(str, folders)), include_defaults=False)
         local = manager.all_tasks
-        if any(name not in manager.task_index for name in tasks):
-            manager = _registry_manager(folder)
-    unknown = [name for name in tasks if name not in manager.task_index]
+        if any(name not in manager.all_tasks for name in wanted):
+            manager = _registry_manager(folders)
+    unknown = [name for name in wanted if name not in manager.all_tasks]
     if unknown:
-        raise UsageError(f"unknown lm-eval task(s) {', '.join(unknown)}: local tasks in {folder} are "
-                         f"{', '.join(local) or 'none'}; any lm-eval registry task (`lm-eval ls tasks`) "
-                         "works when its data is reachable")
-    entries = [manager.task_index[name] for name in tasks]
-    specs = [task_config(Path(entry.yaml_path)) if entry.kind is Kind.TASK and entry.yaml_path else entry.name
-             for entry in entries]
+        raise UsageError(f"unknown lm-eval task(s) {', '.join(unknown)}: local tasks in "
+                         f"{', '.join(map(str, folders))} are {', '.join(local) or 'none'}; any lm-eval registry "
+                         "task (`lm-eval ls tasks`) works when its data is reachable")
+    specs: list[str | dict[str, Any]] = []
+    for name, metric in wanted.items():
+        yaml_path = manager.task_index[name].yaml_path
+        config = task_config(Path(yaml_path)) if yaml_path else {}
+        if declared := _declared_metrics(config):  # else known after evaluation (output-type defaults)
+            _check_metric(name, metric, declared)
+        inline = name in manager.all_subtasks and yaml_path and "class" not in config  # a YAML task, not Python
+        specs.append(config if inline else name)
     return specs, manager
 
 
-def evaluate_tasks(lm: LoadedModel, tasks: Sequence[str], *, include_path: Path | None = None,
-                   num_fewshot: int | None = None, limit: int | None = None, batch_size: int = 8,
-                   seed: int = SEED) -> dict[str, float]:
-    """Accuracy (lm-eval's ``acc``) per task, with whatever steering is active on ``lm.model``.
+def _number(value: Any) -> float | None:
+    """A float of lm-eval's value, None for its "N/A"."""
+    return float(value) if isinstance(value, int | float) else None
 
-    Groups (e.g. ``mmlu``) add their own row next to their subtasks'. ``num_fewshot`` overrides
-    every task's default (a task's own, else 0); ``limit`` caps the documents per task; ``seed``
-    seeds Python's, numpy's and torch's global generators (as lm-eval does) and the few-shot sampler.
-    Calls ``lm_eval.evaluator.evaluate`` directly: ``simple_evaluate`` adds seconds of environment
-    reporting (pip, git) per call.
+
+def task_result(results: dict[str, Any], name: str, metric: str) -> dict[str, Any]:
+    """One requested task's record from lm-eval's results: its own (group) number and standard error."""
+    row = results["results"].get(name, {})
+    keys = [key for key in row if key.partition(",")[0] == metric and "_stderr" not in key]
+    reported = sorted({key.partition(",")[0] for key in row if "," in key and "_stderr" not in key})
+    _check_metric(name, metric, reported)
+    if len(keys) > 1:
+        raise UsageError(f"lm-eval task {name} reports {metric!r} under several filters ({', '.join(keys)}): "
+                         "dsas_bench takes a metric with one filter only")
+    key = keys[0]
+    value, filtered = row[key], key.partition(",")[2]
+    return {"metric": metric, "filter": filtered, "value": float(value),
+            "stderr": _number(row.get(f"{metric}_stderr,{filtered}")), "n_docs": int(row["sample_len"]),
+            "n_shot": results["n-shot"].get(name), "version": results["versions"].get(name),
+            "kind": "group" if name in results.get("groups", {}) else "task"}
+
+
+def evaluate_tasks(lm: LoadedModel, tasks: Sequence[str], *, include_paths: Sequence[Path | str] = (),
+                   num_fewshot: int | None = None, limit: int | None = None, batch_size: int = 8,
+                   seed: int = SEED) -> dict[str, dict[str, Any]]:
+    """lm-eval's own number per requested task, with whatever steering is active on ``lm.model``.
+
+    ``tasks``: names or ``name:metric`` (default ``acc``). A group's number is lm-eval's group
+    aggregate (``aggregate_metric_list``, e.g. MMLU's size-weighted mean), not a mean of its rows.
+    Each record: ``metric``, ``filter``, ``value``, ``stderr`` (lm-eval's closed form for means),
+    ``n_docs``, ``n_shot``, ``version``, ``kind`` (task / group). ``include_paths``: task folders
+    besides ``DEFAULT_TASKS_DIR``. ``num_fewshot`` overrides every task's default (a task's own,
+    else 0); ``limit`` caps the documents per task; ``seed`` seeds Python's, numpy's and torch's
+    global generators (as lm-eval does) and the few-shot sampler. Calls ``lm_eval.evaluator.evaluate``
+    directly: ``simple_evaluate`` adds seconds of environment reporting (pip, git) per call.
     """
     from lm_eval.evaluator import evaluate
     from lm_eval.models.huggingface import HFLM
 
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be a positive number of documents per task, got {limit}")
-    specs, manager = load_tasks(tasks, include_path)
+    wanted = parse_task_specs(tasks)
+    specs, manager = load_tasks(tasks, include_paths)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -137,7 +211,7 @@ def evaluate_tasks(lm: LoadedModel, tasks: Sequence[str], *, include_path: Path 
         try:
             loaded = manager.load(specs)
         except (ConnectionError, FileNotFoundError) as error:
-            raise UsageError(f"could not load the data of lm-eval task(s) {', '.join(tasks)}: {error}. Check the "
+            raise UsageError(f"could not load the data of lm-eval task(s) {', '.join(wanted)}: {error}. Check the "
                              "tasks' data_files; data on the Hugging Face hub must be in the datasets cache when "
                              "offline (HF_DATASETS_OFFLINE=1)") from error
         for task in loaded["tasks"].values():
@@ -145,10 +219,16 @@ def evaluate_tasks(lm: LoadedModel, tasks: Sequence[str], *, include_path: Path 
             task.set_config(key="num_fewshot", value=shots)
             task.set_fewshot_seed(seed=seed)
         model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size, device=str(lm.device))
-        results = evaluate(lm=model, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=False)
-    accuracy = {task: float(row["acc,none"]) for task, row in results["results"].items() if "acc,none" in row}
-    missing = [name for name in tasks if name not in accuracy]
-    if missing:
-        raise UsageError(f"lm-eval task(s) {', '.join(missing)} report no 'acc' metric: pick multiple-choice "
-                         "tasks whose metric_list includes acc")
-    return accuracy
+        results = evaluate(lm=model, task_dict=loaded, limit=limit, bootstrap_iters=BOOTSTRAP_ITERS,
+                           log_samples=False)
+    return {name: task_result(results, name, metric) for name, metric in wanted.items()}
+
+
+def lmeval_metrics(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A row's lm-eval metrics: the records, ``accuracy`` = the mean of the requested tasks' values and
+    ``accuracy_stderr`` = its standard error, √(Σ se²)/k (tasks independent); None without tasks."""
+    values = [record["value"] for record in results.values()]
+    errors = [record["stderr"] for record in results.values()]
+    known = values and None not in errors
+    return {"lmeval": results, "accuracy": sum(values) / len(values) if values else None,
+            "accuracy_stderr": math.sqrt(sum(e * e for e in errors)) / len(errors) if known else None}
