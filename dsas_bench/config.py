@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,12 @@ def _tasks_dir() -> Path:
 
 TASKS_DIR = _tasks_dir()
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
-EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress")
+# The strengths and what chooses them enter each cell's id as the strength itself.
+EXECUTION_FIELDS = ("strengths", "n_strengths", "strength_spacing", "max_delta_ppl", "seeds", "output", "jobs",
+                    "backend", "scheduler", "progress")
 # Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.
-STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options")
+STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options",
+                   "n_calibration_texts")
 
 
 @dataclass
@@ -50,7 +52,12 @@ class RunConfig:
     dsas_options: dict[str, Any] = field(default_factory=dict)
     modules: str | None = None  # a preset or regex; None: each method's default preset
     intervention: str | None = None  # a saved fitted state to use instead of fitting
-    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    # auto | paper | a list | {method or method:mode: grid}, see dsas_bench/strengths.py
+    strengths: Any = "auto"
+    n_strengths: int = 3  # auto: strengths per (method, DSAS mode, seed), in (0, λ_max]
+    strength_spacing: str = "linear"  # auto: linear | geometric (halving from λ_max)
+    max_delta_ppl: float | str = 1.0  # auto: the utility budget, absolute (AcT's +1) or relative ("5%")
+    n_calibration_texts: int = 8  # neutral texts for calibration, kept apart from perplexity and control texts
     seeds: list[int] = field(default_factory=lambda: [0])
     # fitting data
     fit_data: str = "demo"  # demo | hub | path to a Jigsaw train.csv
@@ -87,6 +94,7 @@ class RunConfig:
         """Check what can be checked without loading anything; raise UsageError naming the fix."""
         from dsas_bench.scaler import scaler_options
         from dsas_bench.steering.registry import get_method
+        from dsas_bench.strengths import SPACINGS, check_strengths, parse_budget
 
         self.methods = [get_method(name).name for name in self.methods]
         for name in self.methods:
@@ -100,12 +108,14 @@ class RunConfig:
             raise UsageError("--dsas e2e trains the scaler jointly with LinEAS: use it with --method lineas only")
         if self.intervention and (len(self.methods) > 1 or len(self.dsas) > 1):
             raise UsageError("--intervention gives one fitted state: use it with a single method and DSAS mode")
-        for strength in self.strengths:
-            if not isinstance(strength, int | float) or not math.isfinite(strength):
-                raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
-        if not self.strengths or not self.seeds:
-            raise UsageError("give at least one strength and one seed")
-        for name in ("fit_n", "max_new_tokens", "batch_size", "jobs", "n_perplexity_texts", "perplexity_tokens"):
+        self.strengths = check_strengths(self.strengths)
+        parse_budget(self.max_delta_ppl)
+        if self.strength_spacing not in SPACINGS:
+            raise UsageError(f"unknown strength spacing {self.strength_spacing!r}: use one of {', '.join(SPACINGS)}")
+        if not self.seeds:
+            raise UsageError("give at least one seed")
+        for name in ("n_strengths", "n_calibration_texts", "fit_n", "max_new_tokens", "batch_size", "jobs",
+                     "n_perplexity_texts", "perplexity_tokens"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_prompts is not None and self.n_prompts < 1:

@@ -15,6 +15,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -29,7 +30,8 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from dsas_bench.activations import model_fingerprint
+from dsas_bench.activations import atomic_save, model_fingerprint
+from dsas_bench.calibration import calibrate
 from dsas_bench.config import RunConfig, config_hash
 from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
@@ -47,12 +49,14 @@ from dsas_bench.scaler import fit_scaler, load_scaler
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.registry import get_method
+from dsas_bench.strengths import AUTO, grid_for, parse_budget, spaced
 
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
+EXPLOSION_FACTOR = 10  # a steered perplexity above this multiple of the unsteered one is flagged, kept out of fronts
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
-FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
-              "fit_data", "fit_label", "control_data", "fit_n", "batch_size")
+FIT_FIELDS = ("model", "dtype", "method", "method_options", "modules", "intervention", "fit_data", "fit_label",
+              "control_data", "fit_n", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,39 @@ class Cell:
 
 
 def plan(config: RunConfig) -> list[Cell]:
-    """The unsteered baseline per seed, then every method × DSAS mode × seed × strength."""
+    """The unsteered baseline per seed, then every method × DSAS mode × seed × strength.
+
+    With calibrated strengths (``--strengths auto``) this fits and calibrates each (method, DSAS
+    mode, seed) first, or reads both from the cache.
+    """
     cells = [Cell(BASELINE, "off", 0.0, seed) for seed in config.seeds]
     cells += [Cell(method, dsas, float(strength), seed)
               for method in config.methods for dsas in config.dsas for seed in config.seeds
-              for strength in config.strengths]
+              for strength in cell_strengths(config, method, dsas, seed)[0]]
     return cells
+
+
+def cell_strengths(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[list[float], dict | None]:
+    """The strengths of one (method, DSAS mode, seed), and the calibration that chose them (None for a grid)."""
+    grid = grid_for(config.strengths, method, dsas)
+    if grid != AUTO:
+        return grid, None
+    record = calibrated(config, method, dsas, seed)
+    return (spaced(record["lambda_max"], config.n_strengths, config.strength_spacing),
+            {**record, "n_strengths": config.n_strengths, "spacing": config.strength_spacing})
+
+
+def calibrated(config: RunConfig, method: str, dsas: str, seed: int) -> dict[str, Any]:
+    """λ_max of one fitted (method, DSAS mode, seed) for the run's budget, cached beside the fitted state."""
+    budget, inputs = parse_budget(config.max_delta_ppl), _inputs(config)
+    key = config_hash({"budget": str(budget), "texts": inputs.digests["calibration"],
+                       "tokens": config.perplexity_tokens, "batch_size": config.batch_size})
+    path = scaler_cache(config, fit_cache(config, method, dsas, seed), dsas) / f"calibration-{key[:8]}.pt"
+    if not path.exists():
+        steering, scaler, _ = fitted(config, method, dsas, seed)
+        atomic_save(calibrate(_lm(config), steering, scaler, inputs.calibration, budget,
+                              max_tokens=config.perplexity_tokens, batch_size=config.batch_size), path)
+    return torch.load(path)
 
 
 def cell_identity(config: RunConfig, cell: Cell) -> tuple[dict[str, Any], str, str]:
@@ -110,7 +141,8 @@ class Inputs:
     """The texts a run reads.
 
     ``control`` never holds a perplexity text (``neutral``): DSAS is fitted to leave control text alone,
-    so a control sentence scored for perplexity would flatter every DSAS mode.
+    so a control sentence scored for perplexity would flatter every DSAS mode. ``calibration`` (the
+    texts ``--strengths auto`` calibrates λ_max on) is disjoint from both, for the same reason.
     """
 
     prompts: list[Prompt]
@@ -118,12 +150,14 @@ class Inputs:
     nontoxic: list[str]
     control: list[str]
     neutral: list[str]
+    calibration: list[str]
 
     def fit_sets(self, config: RunConfig, seed: int) -> FitSets:
         if len(self.control) < config.fit_n:
             raise UsageError(f"asked for {config.fit_n} control texts, but only {len(self.control)} of the control "
-                             f"data are not among the {len(self.neutral)} perplexity texts: lower --fit-n or "
-                             f"--n-perplexity-texts, or give more neutral text with --control-data")
+                             f"data are not among the {len(self.neutral)} perplexity texts and the "
+                             f"{len(self.calibration)} calibration texts: lower --fit-n or --n-perplexity-texts, "
+                             f"or give more neutral text with --control-data")
         return fit_sets(self.toxic, self.nontoxic, self.control, config.fit_n, seed)
 
     @property
@@ -135,11 +169,12 @@ class Inputs:
         """Hashes of the texts a cell is measured on (``scored``) and of those steering is fitted on (``fit``)."""
         return {"scored": config_hash({"prompts": [(p.text, p.toxicity) for p in self.prompts],
                                        "perplexity": self.neutral}),
-                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control})}
+                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control}),
+                "calibration": config_hash(self.calibration)}
 
 
 INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging_only", "n_prompts", "prompt_seed",
-                "perplexity_data", "n_perplexity_texts")
+                "perplexity_data", "n_perplexity_texts", "n_calibration_texts")
 
 
 def _inputs(config: RunConfig) -> Inputs:
@@ -148,15 +183,17 @@ def _inputs(config: RunConfig) -> Inputs:
 
 @functools.lru_cache(maxsize=2)
 def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
-                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int) -> Inputs:
+                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int,
+                n_calibration_texts: int) -> Inputs:
     toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
     neutral = load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
     pool = load_texts(**_source(control_data, limit=n_perplexity_texts + HUB_CONTROL_POOL), kind="neutral")
     scored = set(neutral)
+    rest = list(dict.fromkeys(text for text in pool if text not in scored))  # distinct, in order
     return Inputs(
         prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
         toxic=toxic, nontoxic=nontoxic, neutral=neutral,
-        control=[text for text in pool if text not in scored])
+        calibration=rest[:n_calibration_texts], control=rest[n_calibration_texts:])
 
 
 @functools.lru_cache(maxsize=1)
@@ -181,41 +218,79 @@ def _lm(config: RunConfig) -> LoadedModel:
 def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[SteeringMethod, Scaler | None, float]:
     """The fitted method and scaler for one (method, DSAS mode, seed), from the disk cache when there.
 
+    The method is fitted once whatever the DSAS modes (E2E-DSAS aside, which trains it jointly with
+    its scaler); a scaler is fitted on top of the cached method, on the modules the method steers.
     A copy goes to ``<output>/interventions/<method>-<dsas>-seed<seed>/`` for ``explain`` and reuse.
     """
     lm = _lm(config)
     cached = fit_cache(config, method, dsas, seed)
     start = time.perf_counter()
     with _locked(cached.with_name(f"{cached.name}.lock")):  # cells of one fit in parallel: the first fits
-        if (cached / METHOD_FILE).exists():
-            steering, scaler = load_intervention(cached, lm)
-        else:
-            sets = _inputs(config).fit_sets(config, seed)
-            if config.intervention:
-                steering = SteeringMethod.load(config.intervention, lm)
-                modules = list(steering.state)
-            else:
-                steering = get_method(method)(**config.method_options.get(method, {}))
-                modules = _modules(config, method, lm)
-                if dsas != "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
-                    steering.fit(lm, modules, sets, batch_size=config.batch_size)
-            scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
-            save_intervention(cached, steering, scaler)
+        steering = _cached_method(config, cached, method, dsas, seed, lm)
+        scaler = _cached_scaler(config, cached, steering, dsas, seed, lm)
     fit_time = time.perf_counter() - start
     save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)
     return steering, scaler, fit_time
+
+
+def _cached_method(config: RunConfig, folder: Path, method: str, dsas: str, seed: int,
+                   lm: LoadedModel) -> SteeringMethod:
+    """The method's fitted state in ``folder``, fitted there first (with its scaler, for E2E-DSAS)."""
+    if (folder / METHOD_FILE).exists():
+        return SteeringMethod.load(folder / METHOD_FILE, lm)
+    sets = _inputs(config).fit_sets(config, seed)
+    if config.intervention:
+        steering = SteeringMethod.load(config.intervention, lm)
+        modules = list(steering.state)
+    else:
+        steering = get_method(method)(**config.method_options.get(method, {}))
+        modules = _modules(config, method, lm)
+    scaler = None
+    if dsas == "e2e":  # E2E-DSAS trains the method itself, jointly with its scaler
+        scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options)
+    elif not config.intervention:
+        steering.fit(lm, modules, sets, batch_size=config.batch_size)
+    save_intervention(folder, steering, scaler)
+    return steering
+
+
+def _cached_scaler(config: RunConfig, folder: Path, steering: SteeringMethod, dsas: str, seed: int,
+                   lm: LoadedModel) -> Scaler | None:
+    """The scaler of ``dsas`` over the fitted ``steering``, from ``scaler_cache`` or fitted there."""
+    if dsas == "off":
+        return None
+    path = scaler_cache(config, folder, dsas) / SCALER_FILE
+    if not path.exists():
+        sets = _inputs(config).fit_sets(config, seed)
+        scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scaler.save(path)
+    return load_scaler(path, lm)
 
 
 METHOD_FILE, SCALER_FILE = "method.pt", "scaler.pt"
 
 
 def fit_cache(config: RunConfig, method: str, dsas: str, seed: int) -> Path:
-    """The disk-cache folder of one fitted (method, DSAS mode, seed), keyed by everything that affects the fit."""
+    """The disk-cache folder of one fitted method and seed, keyed by everything that affects the fit.
+
+    The DSAS mode is not part of the key (the modes share the method's fit), except for E2E-DSAS,
+    which trains the method itself: its folder holds the jointly trained method and scaler.
+    """
     run_config = config.cell_config(method, dsas)
-    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed,
+    joint = {"dsas": dsas, "dsas_options": config.dsas_options} if dsas == "e2e" else {}
+    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, **joint, "seed": seed,
                        "model": model_fingerprint(_lm(config)), "texts": _inputs(config).digests["fit"],
                        **_intervention_digest(config)})
     return cache_dir() / "interventions" / key
+
+
+def scaler_cache(config: RunConfig, method_folder: Path, dsas: str) -> Path:
+    """Where the scaler of ``dsas`` over the method fitted in ``method_folder`` is cached (the folder
+    itself for off and E2E-DSAS, which keep none or their joint one there)."""
+    if dsas in ("off", "e2e"):
+        return method_folder
+    return method_folder / f"scaler-{dsas}-{config_hash(config.dsas_options)[:8]}"
 
 
 @contextlib.contextmanager
@@ -267,8 +342,9 @@ def run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
 def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config)
     times: dict[str, float] = {"fit": 0.0}
-    maps, scaler, intervention = {}, None, None
+    maps, scaler, intervention, calibration, exploded = {}, None, None, None, False
     if cell.method != BASELINE:
+        calibration = cell_strengths(config, cell.method, cell.dsas, cell.seed)[1]
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
         maps = steering.maps(lm.device)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
@@ -288,6 +364,8 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
             lmeval = evaluate_tasks(lm, config.lm_eval_tasks, num_fewshot=config.lm_eval_fewshot,
                                     limit=config.lm_eval_limit, batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
+    if cell.method != BASELINE:
+        exploded = not ppl <= EXPLOSION_FACTOR * _unsteered_perplexity(config)  # NaN too
     with _timed(times, "score"):
         scores = scorer.score(continuations)
     summary = toxicity_summary(scores, [p.toxicity for p in inputs.prompts], seed=cell.seed)
@@ -296,15 +374,28 @@ def _run_cell(config: RunConfig, cell: Cell) -> dict[str, Any]:
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
-        "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
-        "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
-        "metrics": {**summary, "perplexity": ppl, "lmeval": lmeval,
+        "intervention": intervention, "calibration": calibration,
+        "scorer": scorer.reported_name, "scorer_info": scorer_info,
+        "prompt_set": f"{Path(config.prompts).name}:{inputs.prompt_set}",
+        "metrics": {**summary, "perplexity": ppl, "perplexity_exploded": exploded, "lmeval": lmeval,
                     "accuracy": sum(lmeval.values()) / len(lmeval) if lmeval else None},
         "prompt_scores": [float(s) for s in scores], "continuations": continuations,
         "versions": versions(), "device": str(lm.device),
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _unsteered_perplexity(config: RunConfig) -> float:
+    """The unsteered model's perplexity on the run's perplexity texts, once per process and input."""
+    key = (config.model, config.device, config.dtype, _inputs(config).digests["scored"], config.perplexity_tokens)
+    if key not in _UNSTEERED:
+        _UNSTEERED[key] = perplexity(_lm(config), _inputs(config).neutral, max_tokens=config.perplexity_tokens,
+                                     batch_size=config.batch_size, progress=False)
+    return _UNSTEERED[key]
+
+
+_UNSTEERED: dict[tuple, float] = {}
 
 
 class _timed:
@@ -356,12 +447,13 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
     """Run every cell not yet stored, appending rows as they finish; yields the new rows."""
     store = ResultsStore(config.output)
     check(config, store)
+    if fresh:  # this run's fitted states (and calibrations) only, before planning recalibrates them
+        for method, dsas, seed in itertools.product(config.methods, config.dsas, config.seeds):
+            shutil.rmtree(fit_cache(config, method, dsas, seed), ignore_errors=True)
     cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
     store.repair()
-    if fresh:  # this run's rows and fitted states only: other runs in the same directory keep theirs
+    if fresh:  # this run's rows only: other runs in the same directory keep theirs
         store.forget(set(cells))
-        for cell in {(c.method, c.dsas, c.seed) for c in cells.values() if c.method != BASELINE}:
-            shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
     done = store.done()
     todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
     jobs = joblib.delayed(run_cell)

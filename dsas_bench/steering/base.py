@@ -33,6 +33,9 @@ class SteeringMethod(ABC):
     default_modules: ClassVar[str] = "post-attn-norm"
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
+    # The paper's λ grid (``--strengths paper``; the start of the calibration's search): λ ∈ (0, 1]
+    # for a transport such as AcT's, LinEAS' or Mean-AcT's (METHODS.md §2)
+    strength_range: ClassVar[tuple[float, ...]] = tuple(i / 10 for i in range(1, 11))
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.defaults))
