@@ -94,9 +94,10 @@ def _floats(text: str) -> list[Any]:
     parsed: list[Any] = []
     for part in parts:
         try:
-            parsed.append(float(part))
+            number = float(part)
         except ValueError:
-            parsed.append(part)
+            number = math.nan
+        parsed.append(number if math.isfinite(number) else part)
     return parsed
 
 

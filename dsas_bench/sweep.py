@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dsas_bench.activations import atomic_save, model_fingerprint
+from dsas_bench.analysis.pareto import EXPLOSION_FACTOR
 from dsas_bench.calibration import calibrate
 from dsas_bench.config import RunConfig, config_hash
 from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
@@ -53,7 +54,6 @@ from dsas_bench.strengths import AUTO, grid_for, parse_budget, spaced
 
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
-EXPLOSION_FACTOR = 10  # a steered perplexity above this multiple of the unsteered one is flagged, kept out of fronts
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "modules", "intervention", "fit_data", "fit_label",
               "control_data", "fit_n", "batch_size")
