@@ -63,7 +63,7 @@ def _numbers(values: Any, where: str) -> Grid:
     if values in (AUTO, PAPER):
         return values
     if not isinstance(values, list) or not values:
-        raise UsageError(f"{where}: a strength grid is 'auto' or a non-empty list of numbers, got {values!r}; "
+        raise UsageError(f"{where}: a strength grid is 'auto', 'paper' or a non-empty list of numbers, got {values!r}; "
                          f"{EXAMPLE}")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
