@@ -427,6 +427,12 @@ def versions() -> dict[str, str]:
 def check(config: RunConfig, store: ResultsStore) -> None:
     """Everything that can fail on bad input, before any output is written."""
     inputs = _inputs(config)
+    calibrating = any(grid_for(config.strengths, m, d) == AUTO for m in config.methods for d in config.dsas)
+    if calibrating and len(inputs.calibration) < config.n_calibration_texts:
+        raise UsageError(f"--strengths auto needs {config.n_calibration_texts} calibration texts, but only "
+                         f"{len(inputs.calibration)} neutral texts are left after the {len(inputs.neutral)} "
+                         f"perplexity texts: lower --n-calibration-texts or --n-perplexity-texts, or give more "
+                         f"neutral text with --control-data")
     for seed in config.seeds:
         inputs.fit_sets(config, seed)
     _scorer(config)

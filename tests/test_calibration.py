@@ -143,3 +143,26 @@ def test_summary_table_flags_an_exploded_cell_and_lists_calibrations() -> None:
     lines = summary_table(rows).splitlines()
     assert "exploded" not in lines[1] and "exploded" in lines[2]
     assert lines[3] == "calibrated actadd (off, seed 0): λ_max 0.42 for ΔPPL +5% on 8 texts, 6 probes"
+
+
+def test_too_few_calibration_texts_is_a_usage_error_before_any_output(capsys, tmp_path) -> None:
+    assert main(["run", "--n-perplexity-texts", "115", "--output", str(tmp_path / "out")]) == 2
+    assert "--strengths auto needs 8 calibration texts, but only 5" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def hand_row(method: str, dsas: str, strength: float, tox: float, ppl: float, **extra) -> dict:
+    return {"cell_id": f"{method}-{dsas}-{strength}", "model": "m", "method": method, "dsas": dsas,
+            "strength": strength, "seed": 0, "scorer": "s", "prompt_set": "/abs/path/prompts.jsonl:1a2b3c4d",
+            "metrics": {"tox_pct": tox, "perplexity": ppl, "accuracy": None}, **extra}
+
+
+def test_pareto_plot_titles_show_lambda_max_and_the_prompt_file_by_name() -> None:
+    from dsas_bench.plots import pareto_figure
+
+    calibration = {"lambda_max": 0.42, "budget": "+5%"}
+    rows = [hand_row("none", "off", 0.0, 20.0, 10.0), hand_row("linacts", "off", 0.42, 10.0, 10.5,
+                                                               calibration=calibration)]
+    figure = pareto_figure(rows)
+    assert figure.axes[0].get_title() == "linacts · λ_max plain 0.42 (ΔPPL +5%)"
+    assert "prompts prompts.jsonl:1a2b3c4d" in figure.get_suptitle() and "/abs/" not in figure.get_suptitle()
