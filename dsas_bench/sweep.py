@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.registry import get_method
 from dsas_bench.strengths import AUTO, grid_for, parse_budget, spaced
 
+CALIBRATION_SEED = 0  # the calibration texts: a seeded sample of the neutral texts left after the perplexity ones
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy")
@@ -184,16 +186,18 @@ def _inputs(config: RunConfig) -> Inputs:
 @functools.lru_cache(maxsize=2)
 def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
                  n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int,
-                n_calibration_texts: int) -> Inputs:
+                 n_calibration_texts: int) -> Inputs:
     toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
     neutral = load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
     pool = load_texts(**_source(control_data, limit=n_perplexity_texts + HUB_CONTROL_POOL), kind="neutral")
     scored = set(neutral)
     rest = list(dict.fromkeys(text for text in pool if text not in scored))  # distinct, in order
+    picked = set(random.Random(CALIBRATION_SEED).sample(range(len(rest)), min(n_calibration_texts, len(rest))))
     return Inputs(
         prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
         toxic=toxic, nontoxic=nontoxic, neutral=neutral,
-        calibration=rest[:n_calibration_texts], control=rest[n_calibration_texts:])
+        calibration=[text for i, text in enumerate(rest) if i in picked],
+        control=[text for i, text in enumerate(rest) if i not in picked])
 
 
 @functools.lru_cache(maxsize=1)

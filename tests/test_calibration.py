@@ -147,7 +147,7 @@ def test_summary_table_flags_an_exploded_cell_and_lists_calibrations() -> None:
 
 def test_too_few_calibration_texts_is_a_usage_error_before_any_output(capsys, tmp_path) -> None:
     assert main(["run", "--n-perplexity-texts", "115", "--output", str(tmp_path / "out")]) == 2
-    assert "--strengths auto needs 8 calibration texts, but only 5" in capsys.readouterr().err
+    assert "--strengths auto needs 32 calibration texts, but only 5" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

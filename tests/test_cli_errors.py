@@ -118,7 +118,7 @@ def test_intervention_of_another_method(run, meanacts, tmp_path):
 
 def test_control_set_would_overlap_the_perplexity_texts(run):
     code, err, out = run("--n-perplexity-texts", "110", "--fit-n", "16")
-    assert code == 2 and "only 2 of the control data are not among the 110 perplexity texts and the 8 " in err
+    assert code == 2 and "only 0 of the control data are not among the 110 perplexity texts and the 10 " in err
     assert "--n-perplexity-texts" in err and no_rows(out)
 
 

@@ -91,8 +91,8 @@ def test_perplexity_calibration_and_control_texts_are_disjoint():
     perplexity, calibration, control = map(set, (inputs.neutral, inputs.calibration, inputs.control))
     assert not perplexity & control and not calibration & perplexity and not calibration & control
     too_many = load_config("demo", {"n_perplexity_texts": 100})
-    with pytest.raises(UsageError, match="asked for 32 control texts, but only 12 of the control data are not "
-                                         "among the 100 perplexity texts and the 8 calibration texts"):
+    with pytest.raises(UsageError, match="asked for 32 control texts, but only 0 of the control data are not "
+                                         "among the 100 perplexity texts and the 20 calibration texts"):
         _inputs(too_many).fit_sets(too_many, seed=0)
 
 
