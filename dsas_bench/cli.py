@@ -17,12 +17,15 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from dsas_bench.errors import UsageError, warn
 from dsas_bench.interop import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from dsas_bench.strengths import Budget
 
 
 def _list(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -40,6 +43,30 @@ def _strength(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"strength {text!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
     return value
+
+
+def _strengths(text: str) -> Any:
+    from dsas_bench.strengths import parse_strengths_text
+
+    try:
+        return parse_strengths_text(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _budget(text: str) -> Budget:
+    from dsas_bench.strengths import parse_budget
+
+    try:
+        return parse_budget(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _budget_text(text: str) -> str:
+    """A budget as given (``1`` or ``5%``), once checked."""
+    _budget(text)
+    return text
 
 
 def _seed(text: str) -> int:
@@ -60,7 +87,20 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--model",), "model", {"help": "HF id, local folder, .gguf file, or smollm2 (the packaged default)"}),
     (("--modules",), "modules", {"help": "preset (post-attn-norm, o-proj, layers) or a regex full-matched "
                                          "against named_modules(); default: the method's preset"}),
-    (("--strengths",), "strengths", {"type": _list(_strength), "help": "comma-separated λ grid, e.g. 0.25,0.5,1"}),
+    (("--strengths",), "strengths", {"type": _strengths, "help": "auto (calibrate each method, DSAS mode and seed "
+                                     "to --max-delta-ppl), paper (each method's range from its paper), a λ grid "
+                                     "such as 0.25,0.5,1, or per method[:mode]: 'linacts=0.25,0.5;actadd=1,2,4;"
+                                     "iti:on=auto' (unnamed methods: their paper range)"}),
+    (("--n-strengths",), "n_strengths", {"type": int, "help": "auto: strengths per method, DSAS mode and seed, "
+                                         "spread over (0, λ_max]"}),
+    (("--strength-spacing",), "strength_spacing", {"choices": ["linear", "geometric"],
+                                                   "help": "auto: linear, or geometric (halving from λ_max)"}),
+    (("--max-delta-ppl",), "max_delta_ppl", {"type": _budget_text, "help": "auto: the "
+                                             "utility budget, perplexity above the unsteered model, absolute "
+                                             "(1: AcT's +1) or relative (5%%)"}),
+    (("--n-calibration-texts",), "n_calibration_texts", {"type": int, "help": "auto: neutral texts the "
+                                                         "calibration measures, apart from the perplexity and "
+                                                         "control texts"}),
     (("--seeds",), "seeds", {"type": _list(_seed), "help": "comma-separated seeds (fit sub-samples and sampling)"}),
     (("--prompts",), "prompts", {"help": "demo, hub (allenai/real-toxicity-prompts) or a RealToxicityPrompts jsonl"}),
     (("--n-prompts",), "n_prompts", {"type": int, "help": "prompts after the seeded shuffle (papers: 1000)"}),
@@ -122,7 +162,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "or a YAML path; flags override it (default: demo)")
     defaults = _demo_defaults()
     for flags, key, kwargs in COMMON_FLAGS:
-        shown = f" (demo: {defaults[key]})" if key in defaults and "const" not in kwargs else ""
+        shown = f" (demo: {defaults[key]})".replace("%", "%%") if key in defaults and "const" not in kwargs else ""
         parser.add_argument(*flags, dest=key, default=None, **{**kwargs, "help": kwargs["help"] + shown})
     parser.add_argument("--method-option", dest="method_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a method option, e.g. estimation=at-once (repeatable)")
@@ -232,13 +272,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of the rows, sorted by method, DSAS mode, strength and seed."""
-    lines = [f"{'method':<10} {'dsas':<5} {'λ':>6} {'seed':>4} {'tox %':>7} {'tox p':>7} {'ppl':>8} {'acc':>6}"]
+    """A plain-text table of the rows, sorted by method, DSAS mode, strength and seed, exploded perplexities
+    flagged; then the calibrated λ_max of each (method, DSAS mode, seed)."""
+    from dsas_bench.analysis.pareto import EXPLOSION_FACTOR, exploded
+
+    lines = [f"{'method':<10} {'dsas':<5} {'λ':>7} {'seed':>4} {'tox %':>7} {'tox p':>7} {'ppl':>8} {'acc':>6}"]
+    calibrations = {}
     for row in sorted(rows, key=lambda r: (r["method"] != "none", r["method"], r["dsas"], r["strength"], r["seed"])):
         m = row["metrics"]
         accuracy = "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}"
-        lines.append(f"{row['method']:<10} {row['dsas']:<5} {row['strength']:>6.2f} {row['seed']:>4} "
-                     f"{m['tox_pct']:>7.2f} {m['tox_mean']:>7.3f} {m['perplexity']:>8.2f} {accuracy:>6}")
+        flag = f"  exploded (> {EXPLOSION_FACTOR}× unsteered PPL): kept out of fronts" if exploded(row) else ""
+        lines.append(f"{row['method']:<10} {row['dsas']:<5} {row['strength']:>7.4g} {row['seed']:>4} "
+                     f"{m['tox_pct']:>7.2f} {m['tox_mean']:>7.3f} {m['perplexity']:>8.2f} {accuracy:>6}{flag}")
+        if row.get("calibration"):
+            calibrations[row["method"], row["dsas"], row["seed"]] = row["calibration"]
+    for (method, mode, seed), c in calibrations.items():
+        reached = "" if c["reached"] else ", budget not reached"
+        lines.append(f"calibrated {method} ({mode}, seed {seed}): λ_max {c['lambda_max']:.4g} for ΔPPL {c['budget']} "
+                     f"on {c['n_texts']} texts, {len(c['probes'])} probes{reached}")
     return "\n".join(lines)
 
 
@@ -276,16 +327,6 @@ def list_registered(args: argparse.Namespace) -> int:
         options = ", ".join(f"{key}={value!r}" for key, value in entry.target.defaults.items()) or "none"
         print(f"{entry.name:<14} ({origin}){aliases}; options: {options}")
     return 0
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"perplexity budget {text!r} is not a positive number: use e.g. 1.0")
-    return value
 
 
 REPORT_FILTERS = {"model": "--model", "scorer": "--scorer", "prompt_set": "--prompt-set"}
@@ -446,8 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank each (method, DSAS mode) of the results by its lowest toxicity within a perplexity "
                     "budget, with DSAS-vs-plain deltas; write leaderboard.md, .csv and .png and print the table.")
     _add_report_args(board_parser)
-    board_parser.add_argument("--max-delta-ppl", dest="max_delta_ppl", type=_budget, default=1.0,
-                              help="perplexity budget above the unsteered model (default: 1.0, as in AcT)")
+    board_parser.add_argument("--max-delta-ppl", dest="max_delta_ppl", type=_budget, default=None,
+                              help="perplexity budget above the unsteered model, absolute (1: AcT's +1) or "
+                                   "relative (5%%) (default: the budget the rows were calibrated to, else 1)")
     board_parser.add_argument("--n-boot", dest="n_boot", type=int, default=1000,
                               help="prompt resamples for the DSAS-vs-plain hypervolume interval; 0 skips the "
                                    "interval, e.g. for rows without per-prompt scores (default: 1000)")

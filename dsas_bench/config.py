@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,12 @@ def _tasks_dir() -> Path:
 
 TASKS_DIR = _tasks_dir()
 # Fields that decide how a run executes, not what it computes: left out of the config hash.
-EXECUTION_FIELDS = ("strengths", "seeds", "output", "jobs", "backend", "scheduler", "progress", "devices",
-                    "cells_per_batch")
+# The strengths and what chooses them enter each cell's id as the strength itself.
+EXECUTION_FIELDS = ("strengths", "n_strengths", "strength_spacing", "max_delta_ppl", "seeds", "output", "jobs",
+                    "backend", "scheduler", "progress", "devices", "cells_per_batch")
 # Fields that only concern steering: left out of the unsteered baseline's config, so every sweep shares it.
-STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options")
+STEERING_FIELDS = ("modules", "intervention", "fit_data", "fit_label", "control_data", "fit_n", "dsas_options",
+                   "n_calibration_texts")
 
 
 @dataclass
@@ -52,7 +53,14 @@ class RunConfig:
     dsas_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per DSAS mode
     modules: str | None = None  # a preset or regex; None: each method's default preset
     intervention: str | None = None  # a saved fitted state to use instead of fitting
-    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    # auto | paper | a list | {method or method:mode: grid}, checked by dsas_bench/strengths.py
+    strengths: Any = "auto"
+    n_strengths: int = 3  # auto: strengths per (method, DSAS mode, seed), in (0, λ_max]
+    strength_spacing: str = "linear"  # auto: linear | geometric (halving from λ_max)
+    max_delta_ppl: float | str = 1.0  # auto: the utility budget, absolute (AcT's +1) or relative ("5%")
+    # neutral texts for calibration, kept apart from perplexity and control texts; 8 were too few on SmolLM2:
+    # a mean of per-text perplexities is heavy-tailed (ActAdd: +5 % on 8 texts, +28 % on the other 62)
+    n_calibration_texts: int = 32
     seeds: list[int] = field(default_factory=lambda: [0])
     # fitting data
     fit_data: str = "demo"  # demo | hub | path to a Jigsaw train.csv
@@ -91,14 +99,17 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check what can be checked without loading anything; raise UsageError naming the fix."""
+        from dsas_bench.strengths import SPACINGS, check_strengths, parse_budget
+
         self.check_values()
-        for strength in self.strengths:
-            if not isinstance(strength, int | float) or not math.isfinite(strength):
-                raise UsageError(f"strength {strength!r} is not a finite number: use e.g. --strengths 0.25,0.5,1")
-        if not self.strengths or not self.seeds:
-            raise UsageError("give at least one strength and one seed")
-        for name in ("fit_n", "max_new_tokens", "samples_per_prompt", "batch_size", "jobs", "n_perplexity_texts",
-                     "perplexity_tokens"):
+        self.strengths = check_strengths(self.strengths)
+        parse_budget(self.max_delta_ppl)
+        if self.strength_spacing not in SPACINGS:
+            raise UsageError(f"unknown strength spacing {self.strength_spacing!r}: use one of {', '.join(SPACINGS)}")
+        if not self.seeds:
+            raise UsageError("give at least one seed")
+        for name in ("n_strengths", "n_calibration_texts", "fit_n", "max_new_tokens", "samples_per_prompt",
+                     "batch_size", "jobs", "n_perplexity_texts", "perplexity_tokens"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_prompts is not None and self.n_prompts < 1:
@@ -226,7 +237,20 @@ def _checked(source: str, values: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UsageError(f"{source}: unknown config key {', '.join(map(repr, unknown))}; "
                          f"known keys: {', '.join(sorted(typed))}")
-    return {key: check_value(value, typed[key], f"{source}: {key}") for key, value in values.items()}
+    return {key: _field_value(key, check_value(value, typed[key], f"{source}: {key}"), f"{source}: {key}")
+            for key, value in values.items()}
+
+
+def _field_value(key: str, value: Any, where: str) -> Any:
+    """``value`` of field ``key`` checked beyond its type where a field's meaning needs it (``strengths``)."""
+    if key != "strengths":
+        return value
+    from dsas_bench.strengths import check_strengths
+
+    try:
+        return check_strengths(value)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def field_types() -> dict[str, Any]:
@@ -247,5 +271,5 @@ def parse_settings(settings: list[tuple[str, str]]) -> dict[str, Any]:
         if key not in typed:
             raise UsageError(f"--set {key}: no such config field; the fields are: "
                              f"{', '.join(f'{name} ({describe(kind)})' for name, kind in typed.items())}")
-        parsed[key] = parse_setting(text, typed[key], f"--set {key}")
+        parsed[key] = _field_value(key, parse_setting(text, typed[key], f"--set {key}"), f"--set {key}")
     return parsed

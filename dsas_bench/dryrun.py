@@ -11,6 +11,7 @@ rows and fitting is not included, so it is a lower bound for a sweep that still 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
@@ -50,7 +51,8 @@ class Work:
 def dry_run(config: RunConfig, fresh: bool = False) -> str:
     """The plan, the work and an estimated time of ``config``'s run, as text; nothing is written."""
     check(config, store=None)
-    cells = plan(config)
+    cells = plan(config, calibrate=False)
+    lines_to_calibrate = sum(math.isnan(cell.strength) for cell in cells) // max(config.n_strengths, 1)
     done = set() if fresh else ResultsStore(config.output).done()
     todo = [cell for cell in cells if cell_identity(config, cell)[2] not in done]
     groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=_workers(config))
@@ -60,11 +62,13 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     widest = max((len(group) for group in groups), default=0)
     lines = [
         f"plan: {len(cells)} cells ({len(config.methods)} methods × {len(config.dsas)} DSAS modes × "
-        f"{len(config.strengths)} strengths × {len(config.seeds)} seeds, and {len(config.seeds)} unsteered)",
+        f"{len(config.seeds)} seeds × their strengths, and {len(config.seeds)} unsteered)",
         f"results store {ResultsStore(config.output).path}: holds {len(cells) - len(todo)} of them"
         + (" (recomputed: --fresh)" if fresh and done else "") + f"; {len(todo)} to run",
         f"fits: {len(fits)} needed, {len(cached)} cached, {len(fits) - len(cached)} to fit",
-        "calibrations: none (the strengths are given)",
+        f"calibrations: {lines_to_calibrate} (method, DSAS mode, seed) lines to calibrate before planning "
+        f"their {config.n_strengths} strengths each (counted above, λ unknown yet)" if lines_to_calibrate
+        else "calibrations: none to run (the strengths are given or cached)",
         f"shared batches: {len(groups)} groups of cells, up to {widest} cells × {config.batch_size} rows per batch",
         f"work: {work.new_tokens:,} tokens to generate (at most), {work.scored_texts:,} texts to score, "
         f"{work.perplexity_tokens:,} perplexity tokens, {work.lm_eval_requests:,} lm-eval requests",

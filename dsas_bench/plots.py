@@ -102,7 +102,7 @@ def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: st
         if baseline:
             (bx, by), = metric_points(baseline, metric, objective)
             ax.plot(bx, by, marker="*", markersize=14, color="black", linestyle="none")
-        ax.set_title(method)
+        ax.set_title(method + _calibration_note(rows, method, styles), fontsize=9)
         ax.set_xlabel(AXIS_LABELS[objective], fontsize=8)
         ax.set_ylabel(AXIS_LABELS[metric], fontsize=8)
         ax.grid(alpha=0.3)
@@ -111,8 +111,28 @@ def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: st
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
                title="lines: Pareto fronts · numbers: strength λ · bars: 95% CI over seeds", title_fontsize=8)
     first = points[0]
-    fig.suptitle(f"{first['model']} · scorer {first['scorer']} · prompts {first['prompt_set']}", fontsize=10)
+    fig.suptitle(f"{first['model']} · scorer {first['scorer']} · prompts {_prompt_file(first['prompt_set'])}",
+                 fontsize=10)
     return fig
+
+
+def _calibration_note(rows: Sequence[Row], method: str, styles: Mapping[str, Mapping[str, Any]]) -> str:
+    """`` · λ_max plain 0.42, DSAS 1.3 (ΔPPL +5%)`` from the method's calibrated rows (seed 0 first), or ''."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: -r["seed"]):
+        if row["method"] == method and row.get("calibration"):
+            found[row["dsas"]] = row["calibration"]
+    if not found:
+        return ""
+    modes = ", ".join(f"{styles[m]['label']} {found[m]['lambda_max']:.3g}" for m in styles if m in found)
+    budgets = ", ".join(sorted({c["budget"] for c in found.values()}))
+    return f" · λ_max {modes} (ΔPPL {budgets})"
+
+
+def _prompt_file(prompt_set: str) -> str:
+    """``name:hash`` of a prompt set, also for rows that recorded the prompt file's full path."""
+    path, sep, digest = str(prompt_set).rpartition(":")
+    return f"{Path(path).name}:{digest}" if sep and path else str(prompt_set)
 
 
 def _save(fig: Figure, out_path_stem: str | Path, suffixes: Sequence[str]) -> list[Path]:

@@ -165,11 +165,14 @@ class ResultsStore:
 
 
 def quality_flags(metrics: dict[str, Any], continuations: list[str]) -> list[str]:
-    """Why a row's numbers are absurd (they are kept out of fronts): ``nan-perplexity``, ``nan-toxicity``,
-    ``empty-continuations`` (every continuation empty, e.g. at an absurd strength)."""
+    """Why a row's numbers are absurd (they are kept out of fronts): ``nan-perplexity``, ``exploded-perplexity``
+    (over 10× the unsteered one), ``nan-toxicity``, ``empty-continuations`` (every continuation empty, e.g. at
+    an absurd strength)."""
     flags = []
     if not math.isfinite(metrics["perplexity"]):
         flags.append("nan-perplexity")
+    elif metrics.get("perplexity_exploded"):
+        flags.append("exploded-perplexity")
     if not math.isfinite(metrics["tox_mean"]):
         flags.append("nan-toxicity")
     if continuations and not any(text.strip() for text in continuations):

@@ -16,9 +16,12 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
+import itertools
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,7 +33,9 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from dsas_bench.activations import model_fingerprint
+from dsas_bench.activations import atomic_save, model_fingerprint
+from dsas_bench.analysis.pareto import EXPLOSION_FACTOR
+from dsas_bench.calibration import calibrate
 from dsas_bench.config import RunConfig, config_hash
 from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
@@ -48,18 +53,20 @@ from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
 from dsas_bench.results import ResultsStore, quality_flags
-from dsas_bench.scaler import fit_scaler, load_scaler, trains_method
+from dsas_bench.scaler import OFF, fit_scaler, load_scaler, trains_method
 from dsas_bench.steering.base import SteeringMethod
 from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.methods.shift import IMPORT_HINT
 from dsas_bench.steering.registry import get_method
+from dsas_bench.strengths import AUTO, grid_for, parse_budget, spaced
 
+CALIBRATION_SEED = 0  # the calibration texts: a seeded sample of the neutral texts left after the perplexity ones
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy",
             "scipy")
-FIT_FIELDS = ("model", "dtype", "method", "method_options", "dsas", "dsas_options", "modules", "intervention",
-              "fit_data", "fit_label", "control_data", "fit_n", "batch_size")
+FIT_FIELDS = ("model", "dtype", "method", "method_options", "modules", "intervention", "fit_data", "fit_label",
+              "control_data", "fit_n", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -72,13 +79,51 @@ class Cell:
     seed: int
 
 
-def plan(config: RunConfig) -> list[Cell]:
-    """The unsteered baseline per seed, then every method × DSAS mode × seed × strength."""
+def plan(config: RunConfig, calibrate: bool = True) -> list[Cell]:
+    """The unsteered baseline per seed, then every method × DSAS mode × seed × strength.
+
+    With calibrated strengths (``--strengths auto``) this fits and calibrates each (method, DSAS
+    mode, seed) first, or reads both from the cache; with ``calibrate`` False an uncalibrated line
+    gets ``n_strengths`` cells of unknown (NaN) strength instead, for a dry run to count.
+    """
     cells = [Cell(BASELINE, "off", 0.0, seed) for seed in config.seeds]
     cells += [Cell(method, dsas, float(strength), seed)
               for method in config.methods for dsas in config.dsas for seed in config.seeds
-              for strength in config.strengths]
+              for strength in cell_strengths(config, method, dsas, seed, calibrate)[0]]
     return cells
+
+
+def cell_strengths(config: RunConfig, method: str, dsas: str, seed: int,
+                   calibrate: bool = True) -> tuple[list[float], dict | None]:
+    """The strengths of one (method, DSAS mode, seed), and the calibration that chose them (None for a grid;
+    NaN strengths for an uncalibrated line unless ``calibrate``)."""
+    grid = grid_for(config.strengths, method, dsas)
+    if grid != AUTO:
+        return grid, None
+    if not calibrate and not calibration_path(config, method, dsas, seed).exists():
+        return [math.nan] * config.n_strengths, None
+    record = calibrated(config, method, dsas, seed)
+    return (spaced(record["lambda_max"], config.n_strengths, config.strength_spacing),
+            {**record, "n_strengths": config.n_strengths, "spacing": config.strength_spacing})
+
+
+def calibrated(config: RunConfig, method: str, dsas: str, seed: int) -> dict[str, Any]:
+    """λ_max of one fitted (method, DSAS mode, seed) for the run's budget, cached beside the fitted state."""
+    budget, inputs = parse_budget(config.max_delta_ppl), _inputs(config)
+    path = calibration_path(config, method, dsas, seed)
+    if not path.exists():
+        steering, scaler, _ = fitted(config, method, dsas, seed)
+        atomic_save(calibrate(_lm(config), steering, scaler, inputs.calibration, budget,
+                              max_tokens=config.perplexity_tokens, batch_size=config.batch_size), path)
+    return torch.load(path)
+
+
+def calibration_path(config: RunConfig, method: str, dsas: str, seed: int) -> Path:
+    """Where the calibration of one (method, DSAS mode, seed) to the run's budget is cached."""
+    key = config_hash({"budget": str(parse_budget(config.max_delta_ppl)),
+                       "texts": _inputs(config).digests["calibration"], "tokens": config.perplexity_tokens,
+                       "batch_size": config.batch_size})
+    return scaler_cache(config, fit_cache(config, method, dsas, seed), dsas) / f"calibration-{key[:8]}.pt"
 
 
 def cell_identity(config: RunConfig, cell: Cell) -> tuple[dict[str, Any], str, str]:
@@ -117,7 +162,8 @@ class Inputs:
     """The texts a run reads.
 
     ``control`` never holds a perplexity text (``neutral``): DSAS is fitted to leave control text alone,
-    so a control sentence scored for perplexity would flatter every DSAS mode.
+    so a control sentence scored for perplexity would flatter every DSAS mode. ``calibration`` (the
+    texts ``--strengths auto`` calibrates λ_max on) is disjoint from both, for the same reason.
     """
 
     prompts: list[Prompt]
@@ -125,12 +171,14 @@ class Inputs:
     nontoxic: list[str]
     control: list[str]
     neutral: list[str]
+    calibration: list[str]
 
     def fit_sets(self, config: RunConfig, seed: int) -> FitSets:
         if len(self.control) < config.fit_n:
             raise UsageError(f"asked for {config.fit_n} control texts, but only {len(self.control)} of the control "
-                             f"data are not among the {len(self.neutral)} perplexity texts: lower --fit-n or "
-                             f"--n-perplexity-texts, or give more neutral text with --control-data")
+                             f"data are not among the {len(self.neutral)} perplexity texts and the "
+                             f"{len(self.calibration)} calibration texts: lower --fit-n or --n-perplexity-texts, "
+                             f"or give more neutral text with --control-data")
         return fit_sets(self.toxic, self.nontoxic, self.control, config.fit_n, seed)
 
     @property
@@ -142,11 +190,12 @@ class Inputs:
         """Hashes of the texts a cell is measured on (``scored``) and of those steering is fitted on (``fit``)."""
         return {"scored": config_hash({"prompts": [(p.text, p.toxicity) for p in self.prompts],
                                        "perplexity": self.neutral}),
-                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control})}
+                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control}),
+                "calibration": config_hash(self.calibration)}
 
 
 INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging_only", "n_prompts", "prompt_seed",
-                "perplexity_data", "n_perplexity_texts")
+                "perplexity_data", "n_perplexity_texts", "n_calibration_texts")
 
 
 def _inputs(config: RunConfig) -> Inputs:
@@ -155,15 +204,19 @@ def _inputs(config: RunConfig) -> Inputs:
 
 @functools.lru_cache(maxsize=2)
 def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
-                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int) -> Inputs:
+                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int,
+                 n_calibration_texts: int) -> Inputs:
     toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
     neutral = load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
     pool = load_texts(**_source(control_data, limit=n_perplexity_texts + HUB_CONTROL_POOL), kind="neutral")
     scored = set(neutral)
+    rest = list(dict.fromkeys(text for text in pool if text not in scored))  # distinct, in order
+    picked = set(random.Random(CALIBRATION_SEED).sample(range(len(rest)), min(n_calibration_texts, len(rest))))
     return Inputs(
         prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
         toxic=toxic, nontoxic=nontoxic, neutral=neutral,
-        control=[text for text in pool if text not in scored])
+        calibration=[text for i, text in enumerate(rest) if i in picked],
+        control=[text for i, text in enumerate(rest) if i not in picked])
 
 
 @functools.lru_cache(maxsize=1)
@@ -188,41 +241,79 @@ def _lm(config: RunConfig) -> LoadedModel:
 def fitted(config: RunConfig, method: str, dsas: str, seed: int) -> tuple[SteeringMethod, Scaler | None, float]:
     """The fitted method and scaler for one (method, DSAS mode, seed), from the disk cache when there.
 
+    The method is fitted once whatever the DSAS modes (E2E-DSAS aside, which trains it jointly with
+    its scaler); a scaler is fitted on top of the cached method, on the modules the method steers.
     A copy goes to ``<output>/interventions/<method>-<dsas>-seed<seed>/`` for ``explain`` and reuse.
     """
     lm = _lm(config)
     cached = fit_cache(config, method, dsas, seed)
     start = time.perf_counter()
     with _locked(cached.with_name(f"{cached.name}.lock")):  # cells of one fit in parallel: the first fits
-        if (cached / METHOD_FILE).exists():
-            steering, scaler = load_intervention(cached, lm)
-        else:
-            sets = _inputs(config).fit_sets(config, seed)
-            if config.intervention:
-                steering = load_method(config.intervention, lm)
-                modules = list(steering.state)
-            else:
-                steering = get_method(method)(**config.method_options.get(method, {}))
-                modules = _modules(config, method, lm)
-                if not trains_method(dsas):  # E2E-DSAS trains the method itself, jointly with its scaler
-                    steering.fit(lm, modules, sets, batch_size=config.batch_size)
-            scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options.get(dsas, {}))
-            save_intervention(cached, steering, scaler)
+        steering = _cached_method(config, cached, method, dsas, seed, lm)
+        scaler = _cached_scaler(config, cached, steering, dsas, seed, lm)
     fit_time = time.perf_counter() - start
     save_intervention(intervention_dir(config.output, method, dsas, seed), steering, scaler)
     return steering, scaler, fit_time
+
+
+def _cached_method(config: RunConfig, folder: Path, method: str, dsas: str, seed: int,
+                   lm: LoadedModel) -> SteeringMethod:
+    """The method's fitted state in ``folder``, fitted there first (with its scaler, for E2E-DSAS)."""
+    if (folder / METHOD_FILE).exists():
+        return SteeringMethod.load(folder / METHOD_FILE, lm)
+    sets = _inputs(config).fit_sets(config, seed)
+    if config.intervention:
+        steering = load_method(config.intervention, lm)
+        modules = list(steering.state)
+    else:
+        steering = get_method(method)(**config.method_options.get(method, {}))
+        modules = _modules(config, method, lm)
+    scaler = None
+    if trains_method(dsas):  # E2E-DSAS trains the method itself, jointly with its scaler
+        scaler = fit_scaler(dsas, lm, steering, modules, sets, **config.dsas_options.get(dsas, {}))
+    elif not config.intervention:
+        steering.fit(lm, modules, sets, batch_size=config.batch_size)
+    save_intervention(folder, steering, scaler)
+    return steering
+
+
+def _cached_scaler(config: RunConfig, folder: Path, steering: SteeringMethod, dsas: str, seed: int,
+                   lm: LoadedModel) -> Scaler | None:
+    """The scaler of ``dsas`` over the fitted ``steering``, from ``scaler_cache`` or fitted there."""
+    if dsas == OFF:
+        return None
+    path = scaler_cache(config, folder, dsas) / SCALER_FILE
+    if not path.exists():
+        sets = _inputs(config).fit_sets(config, seed)
+        scaler = fit_scaler(dsas, lm, steering, list(steering.state), sets, **config.dsas_options.get(dsas, {}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scaler.save(path)
+    return load_scaler(path, lm)
 
 
 METHOD_FILE, SCALER_FILE = "method.pt", "scaler.pt"
 
 
 def fit_cache(config: RunConfig, method: str, dsas: str, seed: int) -> Path:
-    """The disk-cache folder of one fitted (method, DSAS mode, seed), keyed by everything that affects the fit."""
+    """The disk-cache folder of one fitted method and seed, keyed by everything that affects the fit.
+
+    The DSAS mode is not part of the key (the modes share the method's fit), except for a scaler that
+    trains the method itself (E2E-DSAS): its folder holds the jointly trained method and scaler.
+    """
     run_config = config.cell_config(method, dsas)
-    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, "seed": seed,
+    joint = {"dsas": dsas, "dsas_options": config.dsas_options.get(dsas, {})} if trains_method(dsas) else {}
+    key = config_hash({"fit": {k: run_config[k] for k in FIT_FIELDS}, **joint, "seed": seed,
                        "model": model_fingerprint(_lm(config)), "texts": _inputs(config).digests["fit"],
                        **_intervention_digest(config)})
     return cache_dir() / "interventions" / key
+
+
+def scaler_cache(config: RunConfig, method_folder: Path, dsas: str) -> Path:
+    """Where the scaler of ``dsas`` over the method fitted in ``method_folder`` is cached (the folder
+    itself for off and a scaler that trains the method, which keep none or their joint one there)."""
+    if dsas == OFF or trains_method(dsas):
+        return method_folder
+    return method_folder / f"scaler-{dsas}-{config_hash(config.dsas_options.get(dsas, {}))[:8]}"
 
 
 @contextlib.contextmanager
@@ -294,8 +385,9 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
     """One cell's row; ``evaluated``: its continuations and perplexity from strength-batched passes."""
     lm, inputs, scorer = _lm(config), _inputs(config), _scorer(config)
     times: dict[str, float] = {"fit": 0.0}
-    maps, scaler, intervention = {}, None, None
+    maps, scaler, intervention, calibration, exploded = {}, None, None, None, False
     if cell.method != BASELINE:
+        calibration = cell_strengths(config, cell.method, cell.dsas, cell.seed)[1]
         steering, scaler, times["fit"] = fitted(config, cell.method, cell.dsas, cell.seed)
         maps = steering.maps(lm.device)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
@@ -321,17 +413,20 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
                                     num_fewshot=config.lm_eval_fewshot, limit=config.lm_eval_limit,
                                     batch_size=lm_eval_batch) \
                 if config.lm_eval_tasks else {}
+    if cell.method != BASELINE:
+        exploded = not ppl <= EXPLOSION_FACTOR * _unsteered_perplexity(config)  # NaN too
     with _timed(times, "score"):
         scored = scored_row(continuations, scorer.score(continuations), [p.toxicity for p in inputs.prompts],
                             config.samples_per_prompt, cell.seed)
     run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
-    metrics = {**scored["metrics"], "perplexity": ppl, **lmeval_metrics(lmeval)}
+    metrics = {**scored["metrics"], "perplexity": ppl, "perplexity_exploded": exploded, **lmeval_metrics(lmeval)}
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
-        "intervention": intervention, "scorer": scorer.reported_name, "scorer_info": scorer_info,
-        "prompt_set": f"{config.prompts}:{inputs.prompt_set}",
+        "intervention": intervention, "calibration": calibration,
+        "scorer": scorer.reported_name, "scorer_info": scorer_info,
+        "prompt_set": f"{Path(config.prompts).name}:{inputs.prompt_set}",
         "metrics": metrics, "flags": quality_flags(metrics, continuations),
         "prompt_scores": scored["prompt_scores"], "continuations": scored["continuations"],
         "versions": versions(), "device": str(lm.device), "strength_batch": evaluated.cells if evaluated else 1,
@@ -343,6 +438,18 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
 def _sampling(config: RunConfig) -> SamplingConfig:
     return SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                           top_p=config.top_p, repetition_penalty=config.repetition_penalty)
+
+
+def _unsteered_perplexity(config: RunConfig) -> float:
+    """The unsteered model's perplexity on the run's perplexity texts, once per process and input."""
+    key = (config.model, config.device, config.dtype, _inputs(config).digests["scored"], config.perplexity_tokens)
+    if key not in _UNSTEERED:
+        _UNSTEERED[key] = perplexity(_lm(config), _inputs(config).neutral, max_tokens=config.perplexity_tokens,
+                                     batch_size=config.batch_size, progress=False)
+    return _UNSTEERED[key]
+
+
+_UNSTEERED: dict[tuple, float] = {}
 
 
 class _timed:
@@ -380,6 +487,12 @@ def check(config: RunConfig, store: ResultsStore | None) -> None:
         worker_devices(config.devices)
     _sampling(config)
     inputs = _inputs(config)
+    calibrating = any(grid_for(config.strengths, m, d) == AUTO for m in config.methods for d in config.dsas)
+    if calibrating and len(inputs.calibration) < config.n_calibration_texts:
+        raise UsageError(f"--strengths auto needs {config.n_calibration_texts} calibration texts, but only "
+                         f"{len(inputs.calibration)} neutral texts are left after the {len(inputs.neutral)} "
+                         f"perplexity texts: lower --n-calibration-texts or --n-perplexity-texts, or give more "
+                         f"neutral text with --control-data")
     for seed in config.seeds:
         inputs.fit_sets(config, seed)
     _scorer(config)
@@ -411,13 +524,14 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
     """Run every cell not yet stored, appending rows as they finish; yields the new rows."""
     store = ResultsStore(config.output)
     check(config, store)
-    cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
     with _backend(config), store.writing():  # the folder is created only now, and one sweep writes it at a time
+        if fresh:  # this run's fitted states (and calibrations) only, before planning recalibrates them
+            for method, dsas, seed in itertools.product(config.methods, config.dsas, config.seeds):
+                shutil.rmtree(fit_cache(config, method, dsas, seed), ignore_errors=True)
+        cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
         store.repair()
-        if fresh:  # this run's rows and fitted states only: other runs in the same directory keep theirs
+        if fresh:  # this run's rows only: other runs in the same directory keep theirs
             store.forget(set(cells))
-            for cell in {(c.method, c.dsas, c.seed) for c in cells.values() if c.method != BASELINE}:
-                shutil.rmtree(fit_cache(config, *cell), ignore_errors=True)
         done = store.done()
         todo = [cell for cell_id, cell in cells.items() if cell_id not in done]
         with tqdm(total=len(todo), desc="sweep cells", disable=not config.progress) as bar:

@@ -73,6 +73,31 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama after 40 Adam steps on the demo neutral text: a perplexity (~10) that steering can
+    raise, where the random model's is stuck near its vocabulary size whatever the steering (~20 s)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsas_bench.data import load_texts
+
+    path = build_tiny_model(tmp_path_factory.mktemp("trained-tiny-llama"))
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    texts = load_texts(kind="neutral")
+    torch.manual_seed(0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(40):
+        batch = tokenizer([texts[(step * 16 + i) % len(texts)] for i in range(16)], return_tensors="pt",
+                          padding=True, truncation=True, max_length=48)
+        loss = model(**batch, labels=batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of another tiny random Llama, of hidden size 48 instead of 32."""
     return build_tiny_model(tmp_path_factory.mktemp("wide-llama"), hidden_size=48)

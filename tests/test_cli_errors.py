@@ -124,7 +124,7 @@ def test_intervention_of_another_method(run, meanacts, tmp_path):
 
 def test_control_set_would_overlap_the_perplexity_texts(run):
     code, err, out = run("--n-perplexity-texts", "110", "--fit-n", "16")
-    assert code == 2 and "only 10 of the control data are not among the 110 perplexity texts" in err
+    assert code == 2 and "only 0 of the control data are not among the 110 perplexity texts and the 10 " in err
     assert "--n-perplexity-texts" in err and no_rows(out)
 
 
@@ -153,7 +153,7 @@ def test_unknown_task_name(run):
 
 # -- config types and shapes: task YAML values, --set, flags --------------------------------------------------
 @pytest.mark.parametrize(("yaml_text", "message"), [
-    ("strengths: 0.5\n", "strengths must be list of float, got float 0.5"),
+    ("strengths: 0.5\n", "non-empty list of numbers, got 0.5"),
     ("seeds: [0.5]\n", "seeds must be list of int, got list [0.5]"),
     ('fit_n: "many"\n', "fit_n must be int, got str 'many'"),
     ("methods: linacts\n", "methods must be list of str, got str 'linacts'"),
@@ -170,7 +170,7 @@ def test_task_value_of_the_wrong_type_or_shape(run, tmp_path, yaml_text, message
     ("nosuch=1", "--set nosuch: no such config field; the fields are: model (str), device (str)"),
     ("task=paper", "--set task: no such config field"),
     ("n_prompts=abc", "--set n_prompts must be int or null, got str 'abc'"),
-    ("strengths=0.5,x", "--set strengths must be list of float, got '0.5,x'"),
+    ("strengths=0.5,x", "strength 'x' is not a finite number"),
     ("fit_n=3", "fit_n given both by a flag and by --set"),
 ])
 def test_bad_set_values(run, setting, message):

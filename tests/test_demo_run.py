@@ -14,6 +14,7 @@ import pytest
 from test_report_cli import is_png
 
 from dsas_bench.cli import main
+from dsas_bench.strengths import spaced
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +33,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_the_main_command_writes_complete_rows_a_summary_and_a_plot(demo_run):
     output, stdout = demo_run
     rows = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
+    calibration = rows[1]["calibration"]  # the demo calibrates 3 strengths to +5 % perplexity
+    assert calibration["budget"] == "+5%" and calibration["lambda_max"] > 0 and calibration["probes"]
     assert [(row["method"], row["dsas"], row["strength"]) for row in rows] == [
-        ("none", "off", 0.0), ("linacts", "on", 0.25), ("linacts", "on", 0.5), ("linacts", "on", 1.0)]
+        ("none", "off", 0.0), *(("linacts", "on", s) for s in spaced(calibration["lambda_max"], 3, "linear"))]
     for row in rows:
         metrics = row["metrics"]
         assert 0 <= metrics["tox_pct"] <= 100 and metrics["perplexity"] > 1 and 0 <= metrics["accuracy"] <= 1

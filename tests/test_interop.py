@@ -86,7 +86,7 @@ def test_lm_eval_cli_on_the_steered_model_matches_the_sweep_and_at_zero_plain_hf
     assert run_lm_eval_cli(["--model", "hf", "--model_args", f"pretrained={tiny_model_dir},dtype=float32",
                             *lm_eval_args(tmp_path / "hf", batch)]) == 0
     steered, zero, plain = (lm_eval_results(tmp_path / name) for name in ("steered-1", "steered-0", "hf"))
-    assert steered[0] == linacts_run["row"]["metrics"]["lmeval"]["demo_mc"]
+    assert steered[0] == linacts_run["row"]["metrics"]["lmeval"]["demo_mc"]["value"]
     assert zero == plain
     assert steered[1] != plain[1]  # the steering was active: every choice's log-likelihood moved
 

@@ -157,3 +157,46 @@ def test_accuracy_names_its_task_shows_its_stderr_and_only_mmlu_meets_the_mmlu_c
     assert {line["accuracy_stderr_at_best"] for line in measured if line["best_tox_pct"] is not None} == {0.0125}
     text = write_leaderboard(rows, tmp_path, n_boot=0)["md"].read_text()
     assert note in text and "0.490 ± 0.013" in text and f"Accuracy: lm-eval `{task}`" in text
+
+
+def unsteered_only_sweep() -> list[dict[str, Any]]:
+    """The held-out case of issue 12: DSAS's only in-budget point has the unsteered toxicity, plain has none."""
+    return [*baseline_rows(tox=15.0, ppl=133.0),
+            *make_sweep("linacts", "off", {0.5: (14.0, 136.2), 1.0: (5.0, 150.0)}),
+            *make_sweep("linacts", "on", {0.5: (15.0, 133.5), 1.0: (5.0, 134.8)})]
+
+
+def test_no_detoxification_within_the_budget_is_not_dominance(tmp_path: Path) -> None:
+    by_mode = {line["dsas"]: line for line in leaderboard(unsteered_only_sweep(), n_boot=20)
+               if line["method"] == "linacts"}
+    assert by_mode["on"]["best_tox_pct"] == 15.0 and by_mode["off"]["best_tox_pct"] is None
+    assert by_mode["on"]["front_vs_plain"] == "neither detoxifies within the budget"
+    text = write_leaderboard(unsteered_only_sweep(), tmp_path, n_boot=0)["md"].read_text()
+    assert "dominates |" not in text and "No point within the budget: linacts (off)" in text
+    assert "--strengths auto" in text
+
+
+def test_relative_budget_gives_the_real_answer() -> None:
+    lines = leaderboard(unsteered_only_sweep(), max_delta_ppl="5%", n_boot=20)  # +6.65 PPL
+    on = next(line for line in lines if line["method"] == "linacts" and line["dsas"] == "on")
+    assert on["front_vs_plain"] == "dominates" and on["best_tox_pct"] == 5.0
+    assert on["delta_ppl_at_best"] == pytest.approx(1.8)
+
+
+def test_budget_defaults_to_the_rows_calibration_and_lambda_max_is_shown() -> None:
+    calibration = {"budget": "+5%", "lambda_max": 1.0, "probes": [[1.0, 150.0]]}
+    rows = [*baseline_rows(tox=15.0, ppl=133.0),
+            *make_sweep("linacts", "off", {0.5: (14.0, 136.2), 1.0: (5.0, 150.0)}, calibration=calibration),
+            *make_sweep("linacts", "on", {0.5: (15.0, 133.5), 1.0: (5.0, 134.8)}, calibration=calibration)]
+    on = next(line for line in leaderboard(rows, max_delta_ppl=None, n_boot=0) if line["dsas"] == "on")
+    assert on["front_vs_plain"] == "dominates" and on["lambda_max"] == 1.0 and on["calibrated_budget"] == "+5%"
+
+
+def test_exploded_cells_are_flagged_and_kept_out_of_fronts(tmp_path: Path) -> None:
+    exploded = make_sweep("actadd", "off", {5.0: (0.0, 96466.0)}, metrics={
+        "tox_pct": 0.0, "perplexity": 96466.0, "accuracy": None, "perplexity_exploded": True})
+    nan = make_sweep("actadd", "off", {4.0: (0.0, float("nan"))})
+    rows = [*baseline_rows(), *make_sweep("actadd", "off", {1.0: (40.0, 10.5)}), *exploded, *nan]
+    line = next(line for line in leaderboard(rows, max_delta_ppl=1e6, n_boot=0) if line["method"] == "actadd")
+    assert line["best_tox_pct"] == 40.0 and line["n_exploded"] == 4  # two seeds of each exploded strength
+    assert "perplexity exploded" in write_leaderboard(rows, tmp_path, n_boot=0)["md"].read_text()

@@ -182,3 +182,20 @@ def test_each_device_gets_a_worker_process_of_its_own():
 
     found = list(run_per_device(where, [(0.5,)] * 4, ["cpu", "cpu"]))
     assert len({pid for pid, _ in found}) == 2 and {device for _, device in found} == {"cpu"}
+
+
+def test_dry_run_with_calibrated_strengths_counts_the_calibrations_and_writes_nothing(tiny_model_dir, tmp_path,
+                                                                                       capsys):
+    from dsas_bench.models import cache_dir
+
+    output = tmp_path / "out"
+    fits_before = set((cache_dir() / "interventions").glob("*")) if (cache_dir() / "interventions").exists() else set()
+    args = ["run", "--model", str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "2",
+            "--max-new-tokens", "2", "--fit-n", "8", "--device", "cpu", "--quiet", "--no-plot", "--strengths", "auto",
+            "--n-strengths", "3", "--dsas", "--output", str(output), "--dry-run"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "plan: 4 cells" in printed and "calibrations: 1 (method, DSAS mode, seed) lines to calibrate" in printed
+    assert not output.exists()
+    after = set((cache_dir() / "interventions").glob("*")) if (cache_dir() / "interventions").exists() else set()
+    assert after == fits_before  # nothing fitted nor calibrated

@@ -62,14 +62,15 @@ def test_rows_record_config_versions_and_hash(tiny_model_dir, tmp_path):
     assert "metrics.tox_pct" in (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
 
 
-def test_control_texts_are_never_perplexity_texts():
-    config = load_config("demo", {"n_perplexity_texts": 50})
+def test_perplexity_calibration_and_control_texts_are_disjoint():
+    config = load_config("demo", {"n_perplexity_texts": 50, "n_calibration_texts": 8})
     inputs = _inputs(config)
-    assert len(inputs.neutral) == 50 and len(inputs.control) == 120 - 50
-    assert not set(inputs.control) & set(inputs.neutral)
+    assert (len(inputs.neutral), len(inputs.calibration), len(inputs.control)) == (50, 8, 120 - 50 - 8)
+    perplexity, calibration, control = map(set, (inputs.neutral, inputs.calibration, inputs.control))
+    assert not perplexity & control and not calibration & perplexity and not calibration & control
     too_many = load_config("demo", {"n_perplexity_texts": 100})
-    with pytest.raises(UsageError, match="asked for 32 control texts, but only 20 of the control data are not "
-                                         "among the 100 perplexity texts"):
+    with pytest.raises(UsageError, match="asked for 32 control texts, but only 0 of the control data are not "
+                                         "among the 100 perplexity texts and the 20 calibration texts"):
         _inputs(too_many).fit_sets(too_many, seed=0)
 
 

@@ -17,6 +17,7 @@ from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
     DEFAULT_OBJECTIVE,
     DEFAULT_SLACK,
+    EXPLOSION_FACTOR,
     PLAIN_MODE,
     UTILITY_DIRECTION,
     Row,
@@ -25,16 +26,19 @@ from dsas_bench.analysis.pareto import (
     baseline_point,
     check_comparable,
     compare_fronts,
+    exploded,
     hypervolume,
     metric_points,
     reference_point,
 )
 from dsas_bench.metrics.toxicity import OBJECTIVE_LABELS
+from dsas_bench.strengths import Budget, parse_budget
 
 COLUMNS = ("rank", "source", "model", "method", "dsas", "best_tox_pct", "best_strength", "ppl_at_best",
            "delta_ppl_at_best", "accuracy_at_best", "accuracy_stderr_at_best", "accuracy_task",
            "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
-           "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set", "objective")
+           "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set", "objective",
+           "lambda_max", "calibrated_budget", "n_exploded")
 MEASURED = "measured"
 UNSTEERED = "measured: unsteered baseline"
 PUBLISHED_SCORER = "s-nlp/roberta_toxicity_classifier"
@@ -111,14 +115,31 @@ def _at(point: Point | None, base: Point, task: str | None, objective: str) -> d
             "accuracy_at_best": point["accuracy"], "accuracy_stderr_at_best": point.get("accuracy_stderr")}
 
 
-def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None,
-              objective: str) -> dict[str, Any]:
-    """The line of one (method, DSAS mode) from its aggregated points."""
+def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None, objective: str,
+              calibrations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The line of one (method, DSAS mode) from its aggregated points and its rows' calibrations."""
     best = act_summary(points, base["perplexity"], max_delta_ppl, objective)
+    lambda_max = sum(c["lambda_max"] for c in calibrations) / len(calibrations) if calibrations else None
     return _line(source=MEASURED, method=points[0]["method"], dsas=points[0]["dsas"],
                  **_at(best, base, task, objective), hv_ppl=_hv(points, base, "perplexity", max_delta_ppl, objective),
                  hv_acc=_hv(points, base, "accuracy", None, objective),
-                 n_seeds=len({seed for p in points for seed in p["seeds"]}))
+                 n_seeds=len({seed for p in points for seed in p["seeds"]}), lambda_max=lambda_max,
+                 calibrated_budget=", ".join(sorted({c["budget"] for c in calibrations})) or None)
+
+
+def _calibrations(rows: Sequence[Row], method: str, mode: str) -> list[Mapping[str, Any]]:
+    """The distinct calibrations (one per seed) recorded in the rows of one (method, DSAS mode)."""
+    found = {(r["seed"], r["calibration"]["lambda_max"]): r["calibration"] for r in rows
+             if r["method"] == method and r["dsas"] == mode and r.get("calibration")}
+    return list(found.values())
+
+
+def budget_of(rows: Sequence[Row], max_delta_ppl: float | str | Budget | None) -> Budget:
+    """The budget given, else the one every calibrated row was calibrated to, else AcT's +1."""
+    if max_delta_ppl is None:
+        recorded = {r["calibration"]["budget"] for r in rows if r.get("calibration")}
+        return parse_budget(recorded.pop()) if len(recorded) == 1 else Budget(1.0)
+    return max_delta_ppl if isinstance(max_delta_ppl, Budget) else parse_budget(max_delta_ppl)
 
 
 def _published() -> list[dict[str, Any]]:
@@ -135,12 +156,14 @@ def _rank_key(line: Mapping[str, Any]) -> tuple:
     return best is None, best or 0.0, -(line["hv_ppl"] or 0.0), line["method"], line["dsas"]
 
 
-def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int = 1000, seed: int = 0,
-                include_published: bool = True, objective: str = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
+def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float | str | Budget | None = 1.0, n_boot: int = 1000,
+                seed: int = 0, include_published: bool = True,
+                objective: str = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
     """Leaderboard lines (dicts with ``COLUMNS``): ranked measured lines, the baseline, published rows.
 
     Refuses rows mixing models, scorers or prompt sets (``UsageError`` naming the values and the
-    filter). ``best_*``: AcT's summary within ``max_delta_ppl`` of the unsteered perplexity;
+    filter). ``best_*``: AcT's summary within ``max_delta_ppl`` of the unsteered perplexity (absolute,
+    or relative as ``"5%"``; None: ``budget_of`` the rows); rows whose perplexity exploded are left out;
     ``hv_ppl``: hypervolume with that same budget as the reference's slack; ``d_*`` and
     ``front_vs_plain`` on DSAS lines: DSAS − plain of the same method (``compare_fronts`` with
     ``n_boot`` prompt resamples, seeded by ``seed``). ``objective``: the toxicity number that ranks
@@ -149,12 +172,19 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float = 1.0, n_boot: int 
     """
     check_comparable(rows)
     base = baseline_point(rows)
+    max_delta_ppl = budget_of(rows, max_delta_ppl).delta(base["perplexity"])
     by_line: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for point in aggregate_seeds(rows):
         if point["method"] != BASELINE_METHOD:
             by_line.setdefault((point["method"], point["dsas"]), []).append(point)
     task = accuracy_task(rows)
-    lines = {key: _measured(points, base, max_delta_ppl, task, objective) for key, points in by_line.items()}
+    steered = sorted({(r["method"], r["dsas"]) for r in rows if r["method"] != BASELINE_METHOD})
+    lines = {key: _measured(by_line[key], base, max_delta_ppl, task, objective, _calibrations(rows, *key))
+             if key in by_line else _line(source=MEASURED, method=key[0], dsas=key[1],
+                                          **_at(None, base, task, objective))
+             for key in steered}
+    for (method, mode), line in lines.items():
+        line["n_exploded"] = sum(exploded(r) for r in rows if r["method"] == method and r["dsas"] == mode)
     unsteered = [r for r in rows if r["method"] == BASELINE_METHOD]
     for (method, mode), line in lines.items():
         plain = lines.get((method, PLAIN_MODE))
@@ -200,6 +230,7 @@ MEASURED_TABLE: tuple[Column, ...] = (
     ("Δ best tox vs plain", lambda r: _fmt(r["d_best_tox_pct"], "+.2f")),
     ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
     ("front vs plain", lambda r: _fmt(r["front_vs_plain"])), ("seeds", lambda r: _fmt(r["n_seeds"])),
+    ("λ_max (calibrated)", lambda r: _fmt(r["lambda_max"], ".3g")),
 )
 PUBLISHED_TABLE: tuple[Column, ...] = (
     ("source", lambda r: r["source"]), ("method", lambda r: r["method"]),
@@ -214,7 +245,23 @@ def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]
             *("| " + " | ".join(cell(line) for _, cell in columns) + " |" for line in lines)]
 
 
-def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: int, seed: int) -> str:
+def _notes(measured: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Which lines have no point within the budget (and what to do), and which cells exploded."""
+    notes = []
+    outside = [f"{line['method']} ({line['dsas']})" for line in measured
+               if line["source"] == MEASURED and line["best_tox_pct"] is None]
+    if outside:
+        notes.append(f"No point within the budget: {', '.join(outside)}. One strength grid cannot serve every "
+                     "method (λ scales a transport in [0, 1] but a raw vector's full norm): rerun the sweep with "
+                     "`--strengths auto` to calibrate each method's strengths to the budget.")
+    blown = [f"{line['method']} ({line['dsas']}): {line['n_exploded']}" for line in measured if line["n_exploded"]]
+    if blown:
+        notes.append(f"Cells whose perplexity exploded (over {EXPLOSION_FACTOR}× the unsteered, or NaN) are left "
+                     f"out of every front: {', '.join(blown)}.")
+    return [note for text in notes for note in ("", text)]
+
+
+def _markdown(lines: Sequence[Mapping[str, Any]], budget: str, n_boot: int, seed: int) -> str:
     measured = [line for line in lines if line["source"] in (MEASURED, UNSTEERED)]
     published = [line for line in lines if line["source"] not in (MEASURED, UNSTEERED)]
     first = measured[0]
@@ -222,17 +269,18 @@ def _markdown(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float, n_boot: 
     text = [
         "# Leaderboard", "",
         f"Model `{first['model']}` · scorer `{first['scorer']}` · prompt set `{first['prompt_set']}`.", "",
-        f"Ranked by the lowest toxicity ({label}) with perplexity at most +{max_delta_ppl:g} "
+        f"Ranked by the lowest toxicity ({label}) with perplexity at most {budget} "
         "above the unsteered model (AcT's summary; lines without such a point last), then by the larger "
         f"hypervolume, then by method and DSAS mode names. Hypervolume (HV): the area of ({label}, "
         "utility) that a line's front gains over the unsteered point, with the utility budget as slack "
-        f"(perplexity +{max_delta_ppl:g}; accuracy −{DEFAULT_SLACK['accuracy']:g}). Δ columns on DSAS "
+        f"(perplexity {budget}; accuracy −{DEFAULT_SLACK['accuracy']:g}). Δ columns on DSAS "
         "lines: DSAS − plain for the same method; the HV interval is a 95% bootstrap over prompts "
         f"({n_boot} resamples, seed {seed}); \"front vs plain\" tells whether the DSAS front dominates, is "
         "dominated by, crosses or equals the plain front within the budget (\"no point within budget\": "
-        "neither front has one; widen the budget with --max-delta-ppl). Seed means; the unsteered line is context, "
-        "not ranked.", "",
-        *_markdown_table(MEASURED_TABLE, measured, objective=label),
+        "neither front has one; widen the budget with --max-delta-ppl; \"neither detoxifies within the "
+        "budget\": no point inside it is less toxic than the unsteered model). Seed means; the unsteered line "
+        "is context, not ranked. λ_max: the strength calibrated to the budget (`--strengths auto`), seed mean.", "",
+        *_markdown_table(MEASURED_TABLE, measured, objective=label), *_notes(measured),
     ]
     task = first["accuracy_task"]
     if task:
@@ -252,7 +300,7 @@ def _mmlu_note(task: str | None) -> str:
     return f" The measured accuracy is {measured}, not MMLU: do not compare it with the MMLU column."
 
 
-def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float = 1.0,
+def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float | str | Budget | None = 1.0,
                       n_boot: int = 1000, seed: int = 0, include_published: bool = True,
                       objective: str = DEFAULT_OBJECTIVE) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` into ``out_dir``.
@@ -263,13 +311,16 @@ def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl
 
     lines = leaderboard(rows, max_delta_ppl=max_delta_ppl, n_boot=n_boot, seed=seed,
                         include_published=include_published, objective=objective)
+    budget = budget_of(rows, max_delta_ppl)
+    delta = budget.delta(baseline_point(rows)["perplexity"])
+    label = f"{budget} (+{delta:.3g} PPL)" if budget.relative else str(budget)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "leaderboard.md", "csv": out / "leaderboard.csv", "png": out / "leaderboard.png"}
-    paths["md"].write_text(_markdown(lines, max_delta_ppl, n_boot, seed), encoding="utf-8")
+    paths["md"].write_text(_markdown(lines, label, n_boot, seed), encoding="utf-8")
     with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in line.items()} for line in lines)
-    plot_leaderboard([line for line in lines if line["source"] == MEASURED], paths["png"], max_delta_ppl)
+    plot_leaderboard([line for line in lines if line["source"] == MEASURED], paths["png"], delta)
     return paths

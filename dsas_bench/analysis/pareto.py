@@ -31,6 +31,8 @@ Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
 Relation = Literal["dominates", "dominated", "crosses", "equal"]
 OUTSIDE_BUDGET = "no point within budget"  # compare_fronts: neither front has a point inside the reference box
+EXPLOSION_FACTOR = 10  # the sweep flags a steered perplexity above this multiple of the unsteered one
+NO_GAIN = "neither detoxifies within the budget"  # compare_fronts: no point in the box is less toxic than unsteered
 
 BASELINE_METHOD = "none"
 PLAIN_MODE = "off"
@@ -155,6 +157,12 @@ def select_rows(rows: Iterable[Row], *, model: str | None = None, scorer: str | 
     return [row for row in rows if all(str(row.get(k)) == v for k, v in wanted.items())]
 
 
+def exploded(row: Row) -> bool:
+    """Whether a row's perplexity exploded (flagged by the sweep, or not a finite number): kept out of fronts."""
+    metrics = row["metrics"]
+    return bool(metrics.get("perplexity_exploded")) or not math.isfinite(metrics["perplexity"])
+
+
 def _group_key(row: Row) -> tuple:
     return tuple(float(row[k]) if k == "strength" else str(row[k]) for k in GROUP_KEYS)
 
@@ -163,11 +171,14 @@ def _grouped(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
     """Rows by ``GROUP_KEYS``, sorted by key and, within a group, by seed.
 
     A cell written twice (same ``cell_id``) counts once, the latest ``created`` kept. Two cells with
-    the same group and seed come from different run configs and are refused.
+    the same group and seed come from different run configs and are refused. Rows whose perplexity
+    exploded are left out.
     """
     check_rows(rows)
     latest: dict[Any, Row] = {}
     for i, row in enumerate(rows):
+        if exploded(row):
+            continue
         cell = row.get("cell_id", i)
         if cell not in latest or str(row.get("created", "")) >= str(latest[cell].get("created", "")):
             latest[cell] = row
@@ -326,7 +337,18 @@ def _boot_tox(rows: Sequence[Row], idx: np.ndarray, objective: str = DEFAULT_OBJ
     """(n_boot, n_groups) seed-mean ``objective`` with the prompts resampled by ``idx``."""
     toxic = [[per_prompt(r["prompt_scores"], objective, TOXIC_THRESHOLD)[idx] for r in g]
              for g in _grouped(rows).values()]
+    if not toxic:  # every row exploded: no point
+        return np.zeros((len(idx), 0))
     return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) for group in toxic], axis=1)
+
+
+def _relation(boxed: Sequence[np.ndarray], unsteered_tox: float, directions: Sequence[str]) -> str:
+    """``front_relation`` of the boxed DSAS and plain points, or why there is nothing to compare."""
+    if not any(map(len, boxed)):
+        return OUTSIDE_BUDGET
+    if not any((pts[:, 0] < unsteered_tox - 1e-9).any() for pts in boxed):
+        return NO_GAIN
+    return front_relation(*boxed, directions)
 
 
 def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline: Sequence[Row], *,
@@ -338,7 +360,8 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     ``baseline``: the unsteered rows (method "none"). Points are seed means; fronts are compared with
     ``front_relation`` (DSAS relative to plain) after keeping only points inside the hypervolume box
     (no worse than ``reference_point`` on either axis), so "dominates" implies a hypervolume gain;
-    ``OUTSIDE_BUDGET`` when neither front has a point in the box (widen the budget, ``slack``).
+    ``OUTSIDE_BUDGET`` when neither front has a point in the box (widen the budget, ``slack``), and
+    ``NO_GAIN`` when no point in the box is less toxic than the unsteered model (nothing to dominate with).
 
     The interval of ``hv_diff`` (DSAS − plain) is a percentile bootstrap over prompts: each replicate
     draws prompt indices with replacement once and applies them to every row (all share one prompt
@@ -358,7 +381,7 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     plain_pts, dsas_pts = metric_points(plain, metric, objective), metric_points(dsas, metric, objective)
     hv_plain, hv_dsas = hypervolume(plain_pts, ref, directions), hypervolume(dsas_pts, ref, directions)
     boxed = [_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)]
-    relation = front_relation(*boxed, directions) if any(map(len, boxed)) else OUTSIDE_BUDGET
+    relation = _relation(boxed, ref[0], directions)
     ci = None
     if n_boot > 0:
         n_prompts = _prompt_count([*plain_rows, *dsas_rows, *baseline])

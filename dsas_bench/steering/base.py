@@ -37,6 +37,9 @@ class SteeringMethod(ABC):
     default_modules: ClassVar[str] = "post-attn-norm"
     pooling: ClassVar[Pooling] = "mean"
     site: ClassVar[Site] = "output"
+    # The paper's λ grid (``--strengths paper``; the start of the calibration's search): λ ∈ (0, 1]
+    # for a transport such as AcT's, LinEAS' or Mean-AcT's (METHODS.md §2)
+    strength_range: ClassVar[tuple[float, ...]] = tuple(i / 10 for i in range(1, 11))
     imported_only: ClassVar[bool] = False  # True: runs vectors given with --intervention, never fitted here
 
     def __init_subclass__(cls, **kwargs: Any):

@@ -77,6 +77,7 @@ class ActAdd(SteeringMethod):
     }
     default_modules = "layers"
     pooling = "last"
+    strength_range = (*(i / 10 for i in range(1, 11)), 2.0, 3.0, 4.0, 5.0)  # AcT's ActAdd sweep (METHODS.md §2)
 
     def fit(self, lm: LoadedModel, modules: Sequence[str], data: FitSets, batch_size: int = 16) -> SteeringMethod:
         """Uses the contrast prompts in the options; the fit sets are not needed."""

@@ -55,6 +55,8 @@ class ITI(SteeringMethod):
     state_version = 2  # version 1: ITI-c's v was always α·σ·θ
     defaults = {"variant": "heads", "top_k": 48, "alpha": 15.0, "normal_scale": "unit", "positions": "all",
                 "val_fraction": 0.3, "seed": 0}
+    # λ scales α: λ = 1 is ITI's chosen α = 15; the grid brackets it, as AcT's ActAdd sweep does
+    strength_range = (*(i / 10 for i in range(1, 11)), 1.5, 2.0)
 
     @property
     def default_modules(self) -> str:  # type: ignore[override]
