@@ -528,7 +528,8 @@ def run_sweep(config: RunConfig, fresh: bool = False) -> Iterator[dict[str, Any]
         if fresh:  # this run's fitted states (and calibrations) only, before planning recalibrates them
             for method, dsas, seed in itertools.product(config.methods, config.dsas, config.seeds):
                 shutil.rmtree(fit_cache(config, method, dsas, seed), ignore_errors=True)
-        cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
+        with quiet(not config.progress):  # planning may fit and calibrate
+            cells = {cell_identity(config, cell)[2]: cell for cell in plan(config)}
         store.repair()
         if fresh:  # this run's rows only: other runs in the same directory keep theirs
             store.forget(set(cells))
