@@ -267,6 +267,7 @@ def test_read_only_output_folder(run, read_only_dir):
 
 def test_unreachable_dask_scheduler_leaves_no_folder(run):
     import dask
+    import distributed  # noqa: F401  (its config defaults first: config.set on a missing key drops it on exit)
 
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
         code, err, out = run("--backend", "dask", "--scheduler", "tcp://127.0.0.1:9")
