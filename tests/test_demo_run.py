@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_report_cli import is_png
+from helpers import is_png
 
 from dsas_bench.cli import main
 from dsas_bench.strengths import spaced

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report_cli import finished_run, is_png
+from helpers import finished_run, is_png
 
 from dsas_bench.cli import main
 from dsas_bench.explain import RESET, compact, heatmap, printable, render_terminal, token_scales

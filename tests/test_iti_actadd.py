@@ -5,8 +5,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import KIND, TOXIC
 from sklearn.linear_model import LogisticRegression
-from test_linear_act import KIND, TOXIC
 
 from dsas_bench.activations import pooled_activations
 from dsas_bench.errors import UsageError

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_pareto import baseline_rows, make_sweep
+from helpers import baseline_rows, make_sweep
 
 from dsas_bench.analysis import COLUMNS, PUBLISHED, leaderboard, write_leaderboard
 from dsas_bench.errors import UsageError

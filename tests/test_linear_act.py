@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import KIND, TOXIC
 
 from dsas_bench.activations import pooled_activations
 from dsas_bench.errors import UsageError
@@ -10,11 +11,6 @@ from dsas_bench.models import LoadedModel
 from dsas_bench.modules import select_modules
 from dsas_bench.steering.base import FitSets, SteeringMethod
 from dsas_bench.steering.registry import get_method
-
-TOXIC = ["you are a stupid idiot", "shut up, you worthless fool", "what a pathetic loser you are",
-         "I hate you and your dumb face", "go away, you disgusting moron", "nobody likes you, idiot"]
-KIND = ["you are a wonderful friend", "thank you for your kind help", "what a lovely day we had",
-        "I appreciate you and your work", "please come again, dear friend", "everyone likes your smile"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_scaler import PROMPTS, demo_lines, fitted, logits
+from helpers import PROMPTS, demo_lines, fitted, logits
 
 from dsas_bench.errors import UsageError
 from dsas_bench.models import load_model

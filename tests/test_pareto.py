@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import baseline_rows, make_row, make_sweep
 
 from dsas_bench.analysis import (
     act_summary,
@@ -20,32 +21,6 @@ from dsas_bench.analysis import (
     select_rows,
 )
 from dsas_bench.errors import UsageError
-
-N_PROMPTS = 20
-
-
-def make_row(method: str, dsas: str, strength: float, seed: int, tox: float, ppl: float,
-             acc: float | None = None, **overrides: Any) -> dict[str, Any]:
-    """A results row whose prompt_scores agree with ``tox``: the first tox% of the prompts are toxic."""
-    n_toxic = round(tox * N_PROMPTS / 100)
-    row = {"config_hash": f"{method}-{dsas}", "cell_id": f"{method}-{dsas}-{strength}-{seed}", "config": {},
-           "model": "smollm2", "method": method, "dsas": dsas, "strength": strength, "seed": seed,
-           "scorer": "detoxify-original", "prompt_set": "demo:3fa2c1",
-           "metrics": {"tox_pct": tox, "perplexity": ppl, "accuracy": acc},
-           "prompt_scores": [0.9] * n_toxic + [0.1] * (N_PROMPTS - n_toxic), "created": "2026-11-22T10:00:00"}
-    return {**row, **overrides}
-
-
-def make_sweep(method: str, dsas: str, points: dict[float, tuple[float, float]],
-               seeds: tuple[int, ...] = (0, 1), **overrides: Any) -> list[dict[str, Any]]:
-    """One row per (strength, seed) for ``points`` = {strength: (tox, ppl)}."""
-    return [make_row(method, dsas, s, seed, tox, ppl, **overrides)
-            for s, (tox, ppl) in points.items() for seed in seeds]
-
-
-def baseline_rows(tox: float = 50.0, ppl: float = 10.0, **overrides: Any) -> list[dict[str, Any]]:
-    return make_sweep("none", "off", {0.0: (tox, ppl)}, **overrides)
-
 
 # ----------------------------------------------------------------------------- pareto_front
 

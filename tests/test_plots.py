@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import baseline_rows, make_row, make_sweep
 from matplotlib.container import ErrorbarContainer
-from test_pareto import baseline_rows, make_row, make_sweep
 
 from dsas_bench.errors import UsageError
 from dsas_bench.plots import pareto_figure, plot_pareto

@@ -4,32 +4,15 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import finished_run, is_png
 
 from dsas_bench.cli import main
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def finished_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The output folder of a finished `dsas-bench run` of Mean-AcT with DSAS on the tiny model."""
-    output = tmp_path_factory.mktemp("run")
-    with pytest.MonkeyPatch.context() as patch:  # the autouse private cache is function-scoped
-        patch.setenv("DSAS_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-        code = main(["run", "--model", str(tiny_model_dir), "--method", "meanacts", "--dsas", "--scorer", "profanity",
-                     "--lm-eval-tasks", "", "--n-prompts", "4", "--max-new-tokens", "4", "--fit-n", "8",
-                     "--strengths", "0.5,1", "--device", "cpu", "--quiet", "--output", str(output)])
-    assert code == 0
-    return output
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished run per test module."""
     return finished_run(tiny_model_dir, tmp_path_factory)
-
-
-def is_png(path: Path) -> bool:
-    return path.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_plot_writes_png_and_svg(run_dir, tmp_path, capsys):

@@ -1,15 +1,13 @@
 """The DSAS scaler and the CAST gate on the tiny model: exactness, KV cache, padding, recording, state."""
 
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
+from helpers import PROMPTS, demo_lines, fitted, logits
 
-import dsas_bench
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
 from dsas_bench.scaler import fit_scaler, load_scaler, scaler_names
@@ -20,13 +18,6 @@ from dsas_bench.steering.hooks import HookManager, steer
 from dsas_bench.steering.maps import ShiftMap
 from dsas_bench.steering.registry import METHODS, get_method, method_names, register_method
 
-DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
-PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
-
-
-def demo_lines(name: str, n: int) -> list[str]:
-    return DEMO.joinpath(name).read_text().splitlines()[:n]
-
 
 @pytest.fixture(scope="module")
 def sets() -> FitSets:
@@ -36,12 +27,6 @@ def sets() -> FitSets:
 @pytest.fixture(scope="module")
 def modules(tiny_lm) -> list[str]:
     return select_modules(tiny_lm.model, "post-attn-norm")
-
-
-def logits(lm, maps: dict | None = None, scaler=None, prompts=PROMPTS) -> Tensor:
-    batch = lm.tokenizer(prompts, return_tensors="pt", padding=True)
-    with torch.no_grad(), steer(lm.model, maps or {}, 1.0, scaler):
-        return lm.model(**batch).logits
 
 
 def generate(lm, prompts, maps, scaler, use_cache=True, n=6) -> list[list[int]]:
@@ -77,12 +62,6 @@ def plugin() -> Iterator[str]:
     register_method("plugin-shift")(PluginShift)
     yield "plugin-shift"
     METHODS.remove("plugin-shift")
-
-
-def fitted(lm, name: str, sets: FitSets) -> tuple[SteeringMethod, list[str]]:
-    method = get_method(name)(**({"steps": 3, "optimizer": "adam"} if name == "lineas" else {}))
-    chosen = select_modules(lm.model, method.default_modules)
-    return method.fit(lm, chosen, sets), chosen
 
 
 @pytest.mark.parametrize("via", ["formula", "modes"])

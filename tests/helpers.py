@@ -1,0 +1,91 @@
+"""Helpers several test modules share (rows, data, model calls, a finished run); fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+import dsas_bench
+from dsas_bench.cli import main
+from dsas_bench.modules import select_modules
+from dsas_bench.steering.base import FitSets, SteeringMethod
+from dsas_bench.steering.hooks import steer
+from dsas_bench.steering.registry import get_method
+
+# -- a finished run and its images ----------------------------------------------------------------
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def finished_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of a finished `dsas-bench run` of Mean-AcT with DSAS on the tiny model."""
+    output = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as patch:  # the autouse private cache is function-scoped
+        patch.setenv("DSAS_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        code = main(["run", "--model", str(tiny_model_dir), "--method", "meanacts", "--dsas", "--scorer", "profanity",
+                     "--lm-eval-tasks", "", "--n-prompts", "4", "--max-new-tokens", "4", "--fit-n", "8",
+                     "--strengths", "0.5,1", "--device", "cpu", "--quiet", "--output", str(output)])
+    assert code == 0
+    return output
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == PNG_MAGIC
+
+
+# -- sentences ------------------------------------------------------------------------------------
+TOXIC = ["you are a stupid idiot", "shut up, you worthless fool", "what a pathetic loser you are",
+         "I hate you and your dumb face", "go away, you disgusting moron", "nobody likes you, idiot"]
+KIND = ["you are a wonderful friend", "thank you for your kind help", "what a lovely day we had",
+        "I appreciate you and your work", "please come again, dear friend", "everyone likes your smile"]
+
+
+DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
+PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
+
+
+def demo_lines(name: str, n: int) -> list[str]:
+    return DEMO.joinpath(name).read_text().splitlines()[:n]
+
+
+# -- the tiny model, steered -----------------------------------------------------------------------
+def logits(lm, maps: dict | None = None, scaler=None, prompts=PROMPTS) -> Tensor:
+    batch = lm.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad(), steer(lm.model, maps or {}, 1.0, scaler):
+        return lm.model(**batch).logits
+
+
+def fitted(lm, name: str, sets: FitSets) -> tuple[SteeringMethod, list[str]]:
+    method = get_method(name)(**({"steps": 3, "optimizer": "adam"} if name == "lineas" else {}))
+    chosen = select_modules(lm.model, method.default_modules)
+    return method.fit(lm, chosen, sets), chosen
+
+
+# -- hand-made result rows -------------------------------------------------------------------------
+N_PROMPTS = 20
+
+
+def make_row(method: str, dsas: str, strength: float, seed: int, tox: float, ppl: float,
+             acc: float | None = None, **overrides: Any) -> dict[str, Any]:
+    """A results row whose prompt_scores agree with ``tox``: the first tox% of the prompts are toxic."""
+    n_toxic = round(tox * N_PROMPTS / 100)
+    row = {"config_hash": f"{method}-{dsas}", "cell_id": f"{method}-{dsas}-{strength}-{seed}", "config": {},
+           "model": "smollm2", "method": method, "dsas": dsas, "strength": strength, "seed": seed,
+           "scorer": "detoxify-original", "prompt_set": "demo:3fa2c1",
+           "metrics": {"tox_pct": tox, "perplexity": ppl, "accuracy": acc},
+           "prompt_scores": [0.9] * n_toxic + [0.1] * (N_PROMPTS - n_toxic), "created": "2026-11-22T10:00:00"}
+    return {**row, **overrides}
+
+
+def make_sweep(method: str, dsas: str, points: dict[float, tuple[float, float]],
+               seeds: tuple[int, ...] = (0, 1), **overrides: Any) -> list[dict[str, Any]]:
+    """One row per (strength, seed) for ``points`` = {strength: (tox, ppl)}."""
+    return [make_row(method, dsas, s, seed, tox, ppl, **overrides)
+            for s, (tox, ppl) in points.items() for seed in seeds]
+
+
+def baseline_rows(tox: float = 50.0, ppl: float = 10.0, **overrides: Any) -> list[dict[str, Any]]:
+    return make_sweep("none", "off", {0.0: (tox, ppl)}, **overrides)
