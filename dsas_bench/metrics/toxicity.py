@@ -20,7 +20,7 @@ from dsas_bench.errors import UsageError
 
 PROMPT_SPLIT = 0.5
 OBJECTIVES = ("tox_pct", "tox_mean", "emt", "tox_prob")  # the toxicity numbers, each a mean over prompts
-OBJECTIVE_LABELS = {"tox_pct": "toxicity, % toxic continuations", "tox_mean": "mean toxicity score",
+OBJECTIVE_LABELS = {"tox_pct": "% toxic continuations", "tox_mean": "mean toxicity score",
                     "emt": "Expected Maximum Toxicity", "tox_prob": "Toxicity Probability"}
 _BOOT_CELLS = 4_000_000  # resample indices drawn at once, to bound memory on large prompt sets
 
