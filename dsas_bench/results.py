@@ -164,6 +164,9 @@ class ResultsStore:
         return target
 
 
+EXPLODED_FLAGS = frozenset({"nan-perplexity", "exploded-perplexity"})
+
+
 def quality_flags(metrics: dict[str, Any], continuations: list[str]) -> list[str]:
     """Why a row's numbers are absurd (they are kept out of fronts): ``nan-perplexity``, ``exploded-perplexity``
     (over 10× the unsteered one), ``nan-toxicity``, ``empty-continuations`` (every continuation empty, e.g. at

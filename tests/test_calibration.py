@@ -139,7 +139,8 @@ def test_summary_table_flags_an_exploded_cell_and_lists_calibrations() -> None:
     calibration = {"lambda_max": 0.42, "budget": "+5%", "n_texts": 8, "probes": [[1, 2]] * 6, "reached": True}
     metrics = {"tox_pct": 0.0, "tox_mean": 0.1, "perplexity": 96466.0, "accuracy": None}
     rows = [{"method": "actadd", "dsas": "off", "strength": s, "seed": 0, "calibration": calibration,
-             "metrics": {**metrics, "perplexity_exploded": s > 1}} for s in (0.5, 2.0)]
+             "metrics": {**metrics, "perplexity_exploded": s > 1}, "flags": ["exploded-perplexity"] * (s > 1)}
+            for s in (0.5, 2.0)]
     lines = summary_table(rows).splitlines()
     assert "exploded" not in lines[1] and "exploded" in lines[2]
     assert lines[3] == "calibrated actadd (off, seed 0): λ_max 0.42 for ΔPPL +5% on 8 texts, 6 probes"

@@ -26,6 +26,7 @@ from scipy.stats import t as student_t
 
 from dsas_bench.errors import UsageError, warn
 from dsas_bench.metrics.toxicity import OBJECTIVES, per_prompt
+from dsas_bench.results import EXPLODED_FLAGS
 
 Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
@@ -158,9 +159,8 @@ def select_rows(rows: Iterable[Row], *, model: str | None = None, scorer: str | 
 
 
 def exploded(row: Row) -> bool:
-    """Whether a row's perplexity exploded (flagged by the sweep, or not a finite number): kept out of fronts."""
-    metrics = row["metrics"]
-    return bool(metrics.get("perplexity_exploded")) or not math.isfinite(metrics["perplexity"])
+    """Whether the sweep flagged a row's perplexity as exploded or NaN (flagged rows are kept out of fronts)."""
+    return bool(EXPLODED_FLAGS & set(row.get("flags") or ()))
 
 
 def _group_key(row: Row) -> tuple:
@@ -171,14 +171,11 @@ def _grouped(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
     """Rows by ``GROUP_KEYS``, sorted by key and, within a group, by seed.
 
     A cell written twice (same ``cell_id``) counts once, the latest ``created`` kept. Two cells with
-    the same group and seed come from different run configs and are refused. Rows whose perplexity
-    exploded are left out.
+    the same group and seed come from different run configs and are refused.
     """
     check_rows(rows)
     latest: dict[Any, Row] = {}
     for i, row in enumerate(rows):
-        if exploded(row):
-            continue
         cell = row.get("cell_id", i)
         if cell not in latest or str(row.get("created", "")) >= str(latest[cell].get("created", "")):
             latest[cell] = row
