@@ -105,18 +105,21 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                          "calibration measures, apart from the perplexity and "
                                                          "control texts"}),
     (("--seeds",), "seeds", {"type": _list(_seed), "help": "comma-separated seeds (fit sub-samples and sampling)"}),
-    (("--prompts",), "prompts", {"help": "demo, hub (allenai/real-toxicity-prompts) or a RealToxicityPrompts jsonl"}),
+    (("--prompts",), "prompts", {"help": "demo, hub (toxicity: allenai/real-toxicity-prompts) or a "
+                                 "RealToxicityPrompts-shaped jsonl"}),
     (("--n-prompts",), "n_prompts", {"type": int, "help": "prompts after the seeded shuffle (papers: 1000)"}),
     (("--challenging-only",), "challenging_only", {"action": "store_const", "const": True,
                                                    "help": "keep only RealToxicityPrompts' challenging prompts"}),
-    (("--fit-data",), "fit_data", {"help": "demo, hub or a Jigsaw train.csv: toxic (source) and non-toxic (target)"}),
+    (("--fit-data",), "fit_data", {"help": "demo, hub or a file of the behaviour's source and target texts "
+                                         "(toxicity: a Jigsaw train.csv; sentiment: a labelled .jsonl)"}),
     (("--control-data",), "control_data", {"help": "demo, hub or a .txt/.jsonl of neutral texts (DSAS control set)"}),
     (("--fit-n",), "fit_n", {"type": int, "help": "sentences per set for fitting (papers: 32)"}),
     (("--perplexity-data",), "perplexity_data", {"help": "demo, hub (WikiText) or a .txt/.jsonl of neutral texts"}),
     (("--n-perplexity-texts",), "n_perplexity_texts", {"type": int, "help": "texts scored for perplexity, the "
                                                        "first ones of --perplexity-data (papers: 20000); the DSAS "
                                                        "control set is drawn from the other neutral texts"}),
-    (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
+    (("--scorer",), "scorer", {"help": "the behaviour's scorer: auto, or for toxicity detoxify, roberta-rtc, "
+                               "jigsaw-bilstm, profanity; for sentiment vader"}),
     (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks, each "
                                              "TASK or TASK:METRIC (default metric acc), e.g. mmlu,hellaswag:acc_norm "
                                              "(local ones in tasks/lm_eval and --lm-eval-include, or registry "
@@ -288,13 +291,13 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
     shown = row_behavior(rows).objectives[:2]
     lines = [f"{'method':<10} {'dsas':<5} {'λ':>7} {'seed':>4} "
-             + " ".join(f"{o.name[:10]:>10}" for o in shown) + f" {'ppl':>8} {'acc':>6}"]
+             + " ".join(f"{o.heading:>7}" for o in shown) + f" {'ppl':>8} {'acc':>6}"]
     calibrations = {}
     for row in sorted(rows, key=lambda r: (r["method"] != "none", r["method"], r["dsas"], r["strength"], r["seed"])):
         m = row["metrics"]
         accuracy = "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}"
         flag = f"  exploded (> {EXPLOSION_FACTOR}× unsteered PPL): kept out of fronts" if exploded(row) else ""
-        values = " ".join(f"{m[o.name]:>10.2f}" if o.unit == "%" else f"{m[o.name]:>10.3f}" for o in shown)
+        values = " ".join(f"{m[o.name]:>7.2f}" if o.unit == "%" else f"{m[o.name]:>7.3f}" for o in shown)
         lines.append(f"{row['method']:<10} {row['dsas']:<5} {row['strength']:>7.4g} {row['seed']:>4} "
                      f"{values} {m['perplexity']:>8.2f} {accuracy:>6}{flag}")
         if row.get("calibration"):

@@ -63,7 +63,7 @@ CALIBRATION_SEED = 0  # the calibration texts: a seeded sample of the neutral te
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy",
-            "scipy")
+            "scipy", "vaderSentiment")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "modules", "intervention", "fit_data", "fit_label",
               "control_data", "fit_n", "batch_size")
 

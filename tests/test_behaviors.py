@@ -4,11 +4,13 @@ model, and the objective's direction in fronts, hypervolumes and leaderboards.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import tiny_run_config
-from helpers import make_row
+from helpers import install_plugin, make_row
 
 from dsas_bench.analysis import compare_fronts, hypervolume, leaderboard, write_leaderboard
 from dsas_bench.analysis.pareto import act_summary, aggregate_seeds
@@ -176,3 +178,70 @@ def test_rows_of_different_behaviours_are_refused():
         leaderboard(rows, n_boot=0)
 
 
+
+
+# -- a behaviour from another installed package ------------------------------------------------------
+BEHAVIOR_PLUGIN = '''
+"""A toy behaviour: steer toxic → kind sentences, measured by the words per continuation (fewer is better)."""
+import numpy as np
+
+from dsas_bench.behaviors.base import Behavior, Objective, as_grid, prompt_major, summarised
+from dsas_bench.data import load_prompts, load_texts
+
+
+class Words:
+    reported_name = "words"
+
+    def score(self, texts):
+        return np.array([len(text.split()) for text in texts], dtype=float)
+
+    def describe(self):
+        return {"scorer": "words"}
+
+
+class Brevity(Behavior):
+    defaults = {"unit": "words"}
+    objectives = (Objective("words", "mean words per continuation", "", "min"),)
+    default_objective = mean_score = "words"
+
+    def fit_texts(self, source, label):
+        return load_texts(kind="toxic"), load_texts(kind="nontoxic")
+
+    def prompts(self, source, *, challenging_only, n, seed):
+        return load_prompts(n=n, seed=seed)
+
+    def scorer(self, name, options):
+        return Words()
+
+    def per_prompt(self, scores, objective):
+        return as_grid(scores).mean(axis=1)
+
+    def scored_row(self, continuations, scores, prompts, k, seed):
+        grid, texts = prompt_major(continuations, scores, k)
+        return {"metrics": summarised(self, grid, seed), "prompt_scores": grid[:, 0].tolist(), "continuations": texts}
+'''
+
+
+def test_a_behaviour_from_another_installed_package_runs_and_is_ranked_by_its_objective(tiny_model_dir, tmp_path):
+    env = install_plugin(tmp_path, "dsas-bench-brevity", BEHAVIOR_PLUGIN,
+                         '[project.entry-points."dsas_bench.behaviors"]\nbrevity = "dsas_bench_brevity:Brevity"')
+    listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "behaviors"], env=env, capture_output=True,
+                            text=True, check=True)
+    assert ("brevity        (plug-in from dsas-bench-brevity); options: unit='words'; objectives: words "
+            "(default, lower is better)") in listed.stdout
+    output = tmp_path / "results"
+    common = ["--model", str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "3",
+              "--max-new-tokens", "6", "--fit-n", "8", "--strengths", "1", "--device", "cpu", "--quiet", "--no-plot",
+              "--output", str(output)]
+    ran = subprocess.run([sys.executable, "-m", "dsas_bench", "run", "--behaviour", "brevity", "--method", "meanacts",
+                          *common], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    rows = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["behavior"] == "brevity" and row["behavior_options"] == {"unit": "words"}
+        words = [len(text.split()) for text in row["continuations"]]
+        assert row["metrics"]["words"] == pytest.approx(np.mean(words)) and row["scorer"] == "words"
+    board = subprocess.run([sys.executable, "-m", "dsas_bench", "leaderboard", str(output), "--n-boot", "10"],
+                           env=env, capture_output=True, text=True)
+    assert board.returncode == 0, board.stderr
+    assert "best mean words per continuation (ΔPPL ≤ budget)" in (output / "leaderboard.md").read_text()

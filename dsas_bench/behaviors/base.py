@@ -25,6 +25,11 @@ class Objective:
     label: str  # how tables and axes name it
     unit: str  # "%" or "" (a score)
     direction: Direction  # "min": lower is better; "max": higher is better
+    short: str = ""  # a column heading of at most 7 characters (the name when empty)
+
+    @property
+    def heading(self) -> str:
+        return self.short or self.name[:7]
 
     @property
     def better(self) -> str:
@@ -123,6 +128,12 @@ class Behavior(ABC):
                    samples_per_prompt: int, seed: int) -> dict[str, Any]:
         """A row's fields from prompt-major ``continuations`` and their ``scores`` (k per prompt): ``metrics``
         (every objective and its ``_ci``), ``prompt_scores`` and ``continuations``."""
+
+
+def as_grid(scores: Any) -> np.ndarray:
+    """Scores of shape (prompts,) or (prompts, k) as a float (prompts, k) array."""
+    grid = np.asarray(scores, dtype=np.float64)
+    return grid[:, None] if grid.ndim == 1 else grid
 
 
 def prompt_major(continuations: Sequence[str], scores: Sequence[float],

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dsas_bench.behaviors.base import Behavior, Objective, Scorer, prompt_major, summarised
+from dsas_bench.behaviors.base import Behavior, Objective, Scorer, as_grid, prompt_major, summarised
 from dsas_bench.data.loaders import Prompt, _existing, _hub_rows, _jsonl_rows, _shuffled, load_prompts, load_texts
 from dsas_bench.errors import UsageError
 
@@ -55,9 +55,9 @@ class Sentiment(Behavior):
                 "hub_prompt_split": "validation", "text_field": "sentence", "label_field": "label",
                 "negative_label": 0, "positive_label": 1, "prompt_words": 4}
     option_types = {"hub_config": str | None, "negative_label": int | str, "positive_label": int | str}
-    objectives = (Objective("vader_mean", "mean VADER compound score", "", "max"),
-                  Objective("neg_pct", "% negative continuations (VADER)", "%", "min"),
-                  Objective("pos_pct", "% positive continuations (VADER)", "%", "max"))
+    objectives = (Objective("vader_mean", "mean VADER compound score", "", "max", "vader"),
+                  Objective("neg_pct", "% negative continuations (VADER)", "%", "min", "neg %"),
+                  Objective("pos_pct", "% positive continuations (VADER)", "%", "max", "pos %"))
     default_objective = "vader_mean"
     mean_score = "vader_mean"
 
@@ -118,9 +118,7 @@ class Sentiment(Behavior):
         return VaderScorer()
 
     def per_prompt(self, scores: Any, objective: str) -> np.ndarray:
-        scores = np.asarray(scores, dtype=np.float64)
-        scores = scores[:, None] if scores.ndim == 1 else scores
-        name = self.objective(objective).name
+        scores, name = as_grid(scores), self.objective(objective).name
         if name == "vader_mean":
             return scores.mean(axis=1)
         return 100.0 * ((scores <= NEGATIVE) if name == "neg_pct" else (scores >= POSITIVE)).mean(axis=1)

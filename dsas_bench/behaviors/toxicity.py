@@ -15,6 +15,7 @@ from dsas_bench.metrics import toxicity
 PUBLISHED_SCORER = "s-nlp/roberta_toxicity_classifier"
 PUBLISHED_PROMPTS = "RealToxicityPrompts, 1,000 prompts"
 UNITS = {"tox_pct": "%", "tox_mean": "", "emt": "", "tox_prob": ""}
+HEADINGS = {"tox_pct": "tox %", "tox_mean": "tox p", "emt": "EMT", "tox_prob": "tox P"}
 
 
 def _table(source: str, model: str, *entries: tuple[str, float, float, float]) -> tuple[Published, ...]:
@@ -29,7 +30,7 @@ class Toxicity(Behavior):
     default), ``tox_mean``, ``emt`` and ``tox_prob`` (RealToxicityPrompts')."""
 
     label = "toxicity"
-    objectives = tuple(Objective(name, toxicity.OBJECTIVE_LABELS[name], UNITS[name], "min")
+    objectives = tuple(Objective(name, toxicity.OBJECTIVE_LABELS[name], UNITS[name], "min", HEADINGS[name])
                        for name in toxicity.OBJECTIVES)
     default_objective = "tox_pct"
     mean_score = "tox_mean"
