@@ -22,7 +22,7 @@ from _timing import machine, table
 
 from dsas_bench.analysis import aggregate_seeds, baseline_point
 from dsas_bench.analysis.leaderboard import budget_of
-from dsas_bench.analysis.pareto import BASELINE_METHOD, exploded
+from dsas_bench.analysis.pareto import BASELINE_METHOD, act_summary, exploded, objective_of
 from dsas_bench.config import load_config
 from dsas_bench.results import ResultsStore
 from dsas_bench.sweep import run_sweep
@@ -41,7 +41,8 @@ def summary(rows: list[dict], budget: str) -> list[list[str]]:
         inside = [p for p in mine if p["perplexity"] <= limit]
         calibration = next(r["calibration"] for r in rows if (r["method"], r["dsas"]) == (method, mode))
         blown = sum(exploded(r) for r in rows if (r["method"], r["dsas"]) == (method, mode))
-        best = min((p["tox_pct"] for p in inside), default=None)
+        chosen = act_summary(inside, base["perplexity"], limit - base["perplexity"])
+        best = None if chosen is None else chosen[objective_of(rows).name]
         lines.append([method, mode, f"{calibration['lambda_max']:.4g}", str(len(calibration["probes"])),
                       "yes" if calibration["reached"] else "no", f"{len(inside)}/{len(mine)}", str(blown),
                       "–" if best is None else f"{best:.1f}", "ok" if len(inside) >= MIN_POINTS else "FAIL"])

@@ -85,6 +85,9 @@ def _option(text: str) -> tuple[str, Any]:
 # Flags shared by run and sweep: (flags, config key, argparse keywords). Defaults live in RunConfig/tasks.
 COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--model",), "model", {"help": "HF id, local folder, .gguf file, or smollm2 (the packaged default)"}),
+    (("--behavior", "--behaviour"), "behavior", {"help": "what to steer away from and towards: toxicity (the "
+                                                 "default), sentiment (negative → positive, scored by VADER) or a "
+                                                 "plug-in (`dsas-bench ls behaviors`)"}),
     (("--modules",), "modules", {"help": "preset (post-attn-norm, o-proj, layers) or a regex full-matched "
                                          "against named_modules(); default: the method's preset"}),
     (("--strengths",), "strengths", {"type": _strengths, "help": "auto (calibrate each method, DSAS mode and seed "
@@ -102,18 +105,21 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                          "calibration measures, apart from the perplexity and "
                                                          "control texts"}),
     (("--seeds",), "seeds", {"type": _list(_seed), "help": "comma-separated seeds (fit sub-samples and sampling)"}),
-    (("--prompts",), "prompts", {"help": "demo, hub (allenai/real-toxicity-prompts) or a RealToxicityPrompts jsonl"}),
+    (("--prompts",), "prompts", {"help": "demo, hub (toxicity: allenai/real-toxicity-prompts) or a "
+                                 "RealToxicityPrompts-shaped jsonl"}),
     (("--n-prompts",), "n_prompts", {"type": int, "help": "prompts after the seeded shuffle (papers: 1000)"}),
     (("--challenging-only",), "challenging_only", {"action": "store_const", "const": True,
                                                    "help": "keep only RealToxicityPrompts' challenging prompts"}),
-    (("--fit-data",), "fit_data", {"help": "demo, hub or a Jigsaw train.csv: toxic (source) and non-toxic (target)"}),
+    (("--fit-data",), "fit_data", {"help": "demo, hub or a file of the behaviour's source and target texts "
+                                         "(toxicity: a Jigsaw train.csv; sentiment: a labelled .jsonl)"}),
     (("--control-data",), "control_data", {"help": "demo, hub or a .txt/.jsonl of neutral texts (DSAS control set)"}),
     (("--fit-n",), "fit_n", {"type": int, "help": "sentences per set for fitting (papers: 32)"}),
     (("--perplexity-data",), "perplexity_data", {"help": "demo, hub (WikiText) or a .txt/.jsonl of neutral texts"}),
     (("--n-perplexity-texts",), "n_perplexity_texts", {"type": int, "help": "texts scored for perplexity, the "
                                                        "first ones of --perplexity-data (papers: 20000); the DSAS "
                                                        "control set is drawn from the other neutral texts"}),
-    (("--scorer",), "scorer", {"help": "toxicity scorer: auto, detoxify, roberta-rtc, jigsaw-bilstm, profanity"}),
+    (("--scorer",), "scorer", {"help": "the behaviour's scorer: auto, or for toxicity detoxify, roberta-rtc, "
+                               "jigsaw-bilstm, profanity; for sentiment vader"}),
     (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks, each "
                                              "TASK or TASK:METRIC (default metric acc), e.g. mmlu,hellaswag:acc_norm "
                                              "(local ones in tasks/lm_eval and --lm-eval-include, or registry "
@@ -170,6 +176,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         metavar="[MODE:]KEY=VALUE", help="an option of the DSAS mode MODE, e.g. on:n_components=5 "
                         "or cast:decide_at=6 (repeatable; MODE may be left out when the run has one DSAS mode "
                         "besides off); `dsas-bench ls scalers` lists each mode's options")
+    parser.add_argument("--behavior-option", "--behaviour-option", dest="behavior_option", action="append",
+                        default=[], type=_option, metavar="KEY=VALUE", help="a behaviour option, e.g. "
+                        "hub_dataset=stanfordnlp/sst2 for sentiment (repeatable; `dsas-bench ls behaviors`)")
     parser.add_argument("--scorer-option", dest="scorer_option", action="append", default=[], type=_option,
                         metavar="KEY=VALUE", help="a scorer option, e.g. variant=unbiased for detoxify, "
                                                   "model=<folder> for roberta-rtc (repeatable)")
@@ -208,6 +217,8 @@ def _overrides(args: argparse.Namespace, methods: list[str] | None, dsas: list[s
         overrides["dsas_options"] = _dsas_options(args.dsas_option, dsas)
     if args.scorer_option:
         overrides["scorer_options"] = dict(args.scorer_option)
+    if args.behavior_option:
+        overrides["behavior_options"] = dict(args.behavior_option)
     if args.quiet:
         overrides["progress"] = False
     settings = parse_settings(args.settings)
@@ -272,18 +283,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of the rows, sorted by method, DSAS mode, strength and seed, exploded perplexities
-    flagged; then the calibrated λ_max of each (method, DSAS mode, seed)."""
+    """A plain-text table of the rows, sorted by method, DSAS mode, strength and seed, with the first two
+    objectives of their behaviour, exploded perplexities flagged; then the calibrated λ_max of each (method,
+    DSAS mode, seed)."""
     from dsas_bench.analysis.pareto import EXPLOSION_FACTOR, exploded
+    from dsas_bench.behaviors import row_behavior
 
-    lines = [f"{'method':<10} {'dsas':<5} {'λ':>7} {'seed':>4} {'tox %':>7} {'tox p':>7} {'ppl':>8} {'acc':>6}"]
+    shown = row_behavior(rows).objectives[:2]
+    lines = [f"{'method':<10} {'dsas':<5} {'λ':>7} {'seed':>4} "
+             + " ".join(f"{o.heading:>7}" for o in shown) + f" {'ppl':>8} {'acc':>6}"]
     calibrations = {}
     for row in sorted(rows, key=lambda r: (r["method"] != "none", r["method"], r["dsas"], r["strength"], r["seed"])):
         m = row["metrics"]
         accuracy = "-" if m.get("accuracy") is None else f"{m['accuracy']:.3f}"
         flag = f"  exploded (> {EXPLOSION_FACTOR}× unsteered PPL): kept out of fronts" if exploded(row) else ""
+        values = " ".join(f"{m[o.name]:>7.2f}" if o.unit == "%" else f"{m[o.name]:>7.3f}" for o in shown)
         lines.append(f"{row['method']:<10} {row['dsas']:<5} {row['strength']:>7.4g} {row['seed']:>4} "
-                     f"{m['tox_pct']:>7.2f} {m['tox_mean']:>7.3f} {m['perplexity']:>8.2f} {accuracy:>6}{flag}")
+                     f"{values} {m['perplexity']:>8.2f} {accuracy:>6}{flag}")
         if row.get("calibration"):
             calibrations[row["method"], row["dsas"], row["seed"]] = row["calibration"]
     for (method, mode, seed), c in calibrations.items():
@@ -295,14 +311,15 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 def _registries() -> dict[str, Any]:
     """What ``ls`` can list: each extension point's registry."""
+    from dsas_bench.behaviors import BEHAVIORS
     from dsas_bench.metrics.scorers import SCORERS
     from dsas_bench.scaler import SCALERS
     from dsas_bench.steering.registry import METHODS
 
-    return {"methods": METHODS, "scalers": SCALERS, "scorers": SCORERS}
+    return {"methods": METHODS, "scalers": SCALERS, "scorers": SCORERS, "behaviors": BEHAVIORS}
 
 
-LS_KINDS = ("methods", "scalers", "scorers", "tasks")
+LS_KINDS = ("methods", "scalers", "scorers", "behaviors", "tasks")
 
 
 def list_registered(args: argparse.Namespace) -> int:
@@ -325,8 +342,16 @@ def list_registered(args: argparse.Namespace) -> int:
             print(f"{entry.name:<14} ({origin}) BROKEN: {entry.error}")
             continue
         options = ", ".join(f"{key}={value!r}" for key, value in entry.target.defaults.items()) or "none"
-        print(f"{entry.name:<14} ({origin}){aliases}; options: {options}")
+        print(f"{entry.name:<14} ({origin}){aliases}; options: {options}{_objectives(entry.target)}")
     return 0
+
+
+def _objectives(cls: type) -> str:
+    """``; objectives: a (default, lower is better), ...`` for a behaviour, '' for any other component."""
+    objectives = getattr(cls, "objectives", ())
+    listed = ", ".join(f"{o.name} ({'default, ' if o.name == cls.default_objective else ''}{o.better})"
+                       for o in objectives)
+    return f"; objectives: {listed}" if listed else ""
 
 
 REPORT_FILTERS = {"model": "--model", "scorer": "--scorer", "prompt_set": "--prompt-set"}
@@ -359,12 +384,10 @@ def _report_dir(args: argparse.Namespace) -> Path:
 
 
 def _add_objective(parser: argparse.ArgumentParser) -> None:
-    from dsas_bench.metrics.toxicity import OBJECTIVES
-
-    parser.add_argument("--objective", choices=OBJECTIVES, default="tox_pct",
-                        help="the toxicity number to rank and draw by: tox_pct (the papers' %% toxic, default), "
-                             "tox_mean, emt (Expected Maximum Toxicity) or tox_prob (Toxicity Probability); "
-                             "emt and tox_prob mean most with --samples-per-prompt 25")
+    parser.add_argument("--objective", default=None,
+                        help="the number to rank and draw by: one of the objectives of the behaviour the rows "
+                             "measured (default: its default objective, e.g. toxicity's %% toxic); `dsas-bench ls "
+                             "behaviors` lists each behaviour's objectives")
 
 
 def make_leaderboard(args: argparse.Namespace) -> int:
@@ -390,9 +413,12 @@ def make_plots(args: argparse.Namespace) -> int:
     if args.metric != "perplexity" and any(row.get("metrics", {}).get("accuracy") is None for row in rows):
         raise UsageError("some results rows have no accuracy (their run had no lm-eval tasks): use --metric "
                          "perplexity, or rerun with --lm-eval-tasks demo_mc")
+    from dsas_bench.analysis.pareto import objective_of
+
+    named = args.objective and objective_of(rows, args.objective).name != objective_of(rows).name
     for metric in PLOT_METRICS[args.metric]:
         stem = out / "-".join(["pareto", *([metric] if metric != "perplexity" else []),
-                                *([args.objective] if args.objective != "tox_pct" else [])])
+                                *([args.objective] if named else [])])
         paths = plot_pareto(rows, stem, metric=metric, objective=args.objective)
         print(f"Pareto plot ({metric}): " + ", ".join(map(str, paths)))
     return 0

@@ -47,6 +47,9 @@ class RunConfig:
     model: str = "smollm2"
     device: str = "auto"
     dtype: str = "auto"
+    # what to steer away from and towards: toxicity | sentiment | a plug-in (dsas_bench/behaviors)
+    behavior: str = "toxicity"
+    behavior_options: dict[str, Any] = field(default_factory=dict)  # e.g. hub_dataset for sentiment
     methods: list[str] = field(default_factory=lambda: ["linacts"])
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dsas: list[str] = field(default_factory=lambda: ["off"])
@@ -143,6 +146,9 @@ class RunConfig:
 
     def check_values(self) -> None:
         """The checks that need no model and no torch: shapes, ranges, the files named."""
+        from dsas_bench.behaviors import check_behavior
+
+        self.behavior, self.behavior_options = check_behavior(self.behavior, self.behavior_options)
         for name in ("methods", "dsas"):
             if not getattr(self, name):
                 raise UsageError(f"{name} is empty: give at least one, e.g. --methods linacts --dsas-modes off,on")

@@ -1,4 +1,4 @@
-"""Pareto plots of toxicity against a utility, and the leaderboard's bar chart (matplotlib, Agg).
+"""Pareto plots of a behaviour's objective against a utility, and the leaderboard's bar chart (matplotlib, Agg).
 
 Figures are built as ``matplotlib.figure.Figure`` on an Agg canvas, never through pyplot, so
 nothing global is touched and no display is needed. Plain steering (dsas "off") is drawn solid,
@@ -18,23 +18,23 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from dsas_bench.analysis.leaderboard import line_objective
 from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
-    DEFAULT_OBJECTIVE,
     PLAIN_MODE,
     UTILITY_DIRECTION,
     Row,
     aggregate_seeds,
     check_comparable,
     metric_points,
+    objective_of,
     pareto_front,
 )
+from dsas_bench.behaviors.base import Objective
 from dsas_bench.errors import UsageError
-from dsas_bench.metrics.toxicity import OBJECTIVE_LABELS
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-AXIS_LABELS = {**{key: f"{label} (lower is better)" for key, label in OBJECTIVE_LABELS.items()},
-               "perplexity": "perplexity (lower is better)", "accuracy": "accuracy (higher is better)"}
+AXIS_LABELS = {"perplexity": "perplexity (lower is better)", "accuracy": "accuracy (higher is better)"}
 MAX_COLUMNS = 3
 
 
@@ -62,26 +62,27 @@ def _errors(points: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
 
 
 def _draw_mode(ax: Axes, points: Sequence[Mapping[str, Any]], metric: str, style: Mapping[str, Any],
-               objective: str) -> None:
+               objective: Objective) -> None:
     """One mode of one method: points with seed-CI error bars, strengths, and the front as a line."""
     xy = metric_points(points, metric, objective)
-    ax.errorbar(xy[:, 0], xy[:, 1], xerr=_errors(points, objective), yerr=_errors(points, metric),
+    ax.errorbar(xy[:, 0], xy[:, 1], xerr=_errors(points, objective.name), yerr=_errors(points, metric),
                 fmt=style["marker"], color=style["color"], markersize=5, capsize=2, elinewidth=0.8)
     for (x, y), point in zip(xy, points, strict=True):
         ax.annotate(f"{point['strength']:g}", (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7,
                     color=style["color"])
-    front = xy[pareto_front(xy, ("min", UTILITY_DIRECTION[metric]))]
+    front = xy[pareto_front(xy, (objective.direction, UTILITY_DIRECTION[metric]))]
     front = front[np.argsort(front[:, 0], kind="stable")]
     ax.plot(front[:, 0], front[:, 1], linestyle=style["linestyle"], color=style["color"], linewidth=1.5)
 
 
-def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: str = DEFAULT_OBJECTIVE) -> Figure:
-    """The Pareto figure of ``rows``: one panel per steered method, every DSAS mode in each panel, toxicity
-    measured by ``objective`` (``tox_pct``, ``tox_mean``, ``emt`` or ``tox_prob``).
+def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: str | None = None) -> Figure:
+    """The Pareto figure of ``rows``: one panel per steered method, every DSAS mode in each panel, the behaviour
+    measured by ``objective`` (one of the rows' behaviour's objectives; its default when None).
 
     Refuses rows mixing models, scorers or prompt sets, and a metric some point lacks.
     """
     check_comparable(rows)
+    chosen = objective_of(rows, objective)
     points = aggregate_seeds(rows)
     baseline = [p for p in points if p["method"] == BASELINE_METHOD]
     methods = sorted({p["method"] for p in points} - {BASELINE_METHOD})
@@ -98,12 +99,12 @@ def pareto_figure(rows: Sequence[Row], metric: str = "perplexity", objective: st
         for mode, style in styles.items():
             mode_points = [p for p in points if p["method"] == method and p["dsas"] == mode]
             if mode_points:
-                _draw_mode(ax, mode_points, metric, style, objective)
+                _draw_mode(ax, mode_points, metric, style, chosen)
         if baseline:
-            (bx, by), = metric_points(baseline, metric, objective)
+            (bx, by), = metric_points(baseline, metric, chosen)
             ax.plot(bx, by, marker="*", markersize=14, color="black", linestyle="none")
         ax.set_title(method + _calibration_note(rows, method, styles), fontsize=9)
-        ax.set_xlabel(AXIS_LABELS[objective], fontsize=8)
+        ax.set_xlabel(f"{chosen.label} ({chosen.better})", fontsize=8)
         ax.set_ylabel(AXIS_LABELS[metric], fontsize=8)
         ax.grid(alpha=0.3)
     star = {"color": "black", "marker": "*", "markersize": 12, "linestyle": "none", "label": "unsteered"}
@@ -145,25 +146,24 @@ def _save(fig: Figure, out_path_stem: str | Path, suffixes: Sequence[str]) -> li
 
 
 def plot_pareto(rows: Sequence[Row], out_path_stem: str | Path, metric: str = "perplexity",
-                objective: str = DEFAULT_OBJECTIVE) -> list[Path]:
+                objective: str | None = None) -> list[Path]:
     """Write ``pareto_figure(rows, metric, objective)`` to ``<stem>.png`` and ``<stem>.svg``; returns both paths."""
     return _save(pareto_figure(rows, metric, objective), out_path_stem, (".png", ".svg"))
 
 
 def leaderboard_figure(lines: Sequence[Mapping[str, Any]], max_delta_ppl: float = 1.0) -> Figure:
-    """Bar chart of measured leaderboard lines in their order: best toxicity within the budget, hypervolume.
+    """Bar chart of measured leaderboard lines in their order: best objective within the budget, hypervolume.
 
     One bar per line, coloured by DSAS mode (DSAS modes hatched); a line without a point within the
-    budget has no toxicity bar.
+    budget has no objective bar.
     """
     styles = _styles([line["dsas"] for line in lines])
     fig = _new_figure(10, 1.4 + 0.35 * len(lines))
     panels = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(lines))
-    label = OBJECTIVE_LABELS[lines[0].get("objective") or DEFAULT_OBJECTIVE] if lines else OBJECTIVE_LABELS[
-        DEFAULT_OBJECTIVE]
-    titles = {"best_tox_pct": f"lowest {label} with ΔPPL ≤ +{max_delta_ppl:g} (lower is better)",
-              "hv_ppl": "hypervolume, toxicity × perplexity (higher is better)"}
+    label, better = (line_objective(lines[0]).label, line_objective(lines[0]).better) if lines else ("objective", "")
+    titles = {"best_objective": f"best {label} with ΔPPL ≤ +{max_delta_ppl:g} ({better})",
+              "hv_ppl": f"hypervolume, {label} × perplexity (higher is better)"}
     for (column, title), ax in zip(titles.items(), panels, strict=True):
         ax.barh(y, [np.nan if line[column] is None else line[column] for line in lines],
                 color=[styles[line["dsas"]]["color"] for line in lines],

@@ -167,17 +167,17 @@ class ResultsStore:
 EXPLODED_FLAGS = frozenset({"nan-perplexity", "exploded-perplexity"})
 
 
-def quality_flags(metrics: dict[str, Any], continuations: list[str]) -> list[str]:
+def quality_flags(metrics: dict[str, Any], continuations: list[str], mean_score: str, behavior: str) -> list[str]:
     """Why a row's numbers are absurd (they are kept out of fronts): ``nan-perplexity``, ``exploded-perplexity``
-    (over 10× the unsteered one), ``nan-toxicity``, ``empty-continuations`` (every continuation empty, e.g. at
-    an absurd strength)."""
+    (over 10× the unsteered one), ``nan-<behavior>`` (its ``mean_score`` metric is NaN, e.g. ``nan-toxicity``),
+    ``empty-continuations`` (every continuation empty, e.g. at an absurd strength)."""
     flags = []
     if not math.isfinite(metrics["perplexity"]):
         flags.append("nan-perplexity")
     elif metrics.get("perplexity_exploded"):
         flags.append("exploded-perplexity")
-    if not math.isfinite(metrics["tox_mean"]):
-        flags.append("nan-toxicity")
+    if not math.isfinite(metrics[mean_score]):
+        flags.append(f"nan-{behavior}")
     if continuations and not any(text.strip() for text in continuations):
         flags.append("empty-continuations")
     return flags

@@ -35,9 +35,11 @@ from tqdm.auto import tqdm
 
 from dsas_bench.activations import atomic_save, model_fingerprint
 from dsas_bench.analysis.pareto import EXPLOSION_FACTOR
+from dsas_bench.behaviors import get_behavior
+from dsas_bench.behaviors.base import Behavior, Scorer, data_source
 from dsas_bench.calibration import calibrate
 from dsas_bench.config import RunConfig, config_hash
-from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts
+from dsas_bench.data import fit_sets, load_texts
 from dsas_bench.data.loaders import FitSets, Prompt
 from dsas_bench.devices import device_for, run_per_device, worker_devices
 from dsas_bench.errors import UsageError, warn
@@ -46,9 +48,6 @@ from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.interop.formats import load_method
 from dsas_bench.metrics.lmeval import evaluate_tasks, lmeval_metrics, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
-from dsas_bench.metrics.scorers import get_scorer
-from dsas_bench.metrics.scorers.base import ToxicityScorer
-from dsas_bench.metrics.toxicity import scored_row
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
 from dsas_bench.progress import quiet
@@ -64,7 +63,7 @@ CALIBRATION_SEED = 0  # the calibration texts: a seeded sample of the neutral te
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
 BASELINE = "none"  # the method name of the unsteered rows
 PACKAGES = ("dsas-bench", "torch", "transformers", "lm_eval", "detoxify", "datasets", "scikit-learn", "numpy",
-            "scipy")
+            "scipy", "vaderSentiment")
 FIT_FIELDS = ("model", "dtype", "method", "method_options", "modules", "intervention", "fit_data", "fit_label",
               "control_data", "fit_n", "batch_size")
 
@@ -148,15 +147,6 @@ def _intervention_digest(config: RunConfig) -> dict[str, str]:
 
 
 # -- inputs, loaded once per process --------------------------------------------------------------
-def _source(value: str, **hub_options: Any) -> dict[str, Any]:
-    """``demo`` / ``hub`` / a path, as loader keyword arguments."""
-    if value == "demo":
-        return {}
-    if value == "hub":
-        return {"hub": True, **hub_options}
-    return {"path": value}
-
-
 @dataclass(frozen=True)
 class Inputs:
     """The texts a run reads.
@@ -167,8 +157,8 @@ class Inputs:
     """
 
     prompts: list[Prompt]
-    toxic: list[str]
-    nontoxic: list[str]
+    source: list[str]  # the behaviour's texts to steer away from
+    target: list[str]  # and towards
     control: list[str]
     neutral: list[str]
     calibration: list[str]
@@ -179,7 +169,7 @@ class Inputs:
                              f"data are not among the {len(self.neutral)} perplexity texts and the "
                              f"{len(self.calibration)} calibration texts: lower --fit-n or --n-perplexity-texts, "
                              f"or give more neutral text with --control-data")
-        return fit_sets(self.toxic, self.nontoxic, self.control, config.fit_n, seed)
+        return fit_sets(self.source, self.target, self.control, config.fit_n, seed)
 
     @property
     def prompt_set(self) -> str:
@@ -190,7 +180,7 @@ class Inputs:
         """Hashes of the texts a cell is measured on (``scored``) and of those steering is fitted on (``fit``)."""
         return {"scored": config_hash({"prompts": [(p.text, p.toxicity) for p in self.prompts],
                                        "perplexity": self.neutral}),
-                "fit": config_hash({"toxic": self.toxic, "nontoxic": self.nontoxic, "control": self.control}),
+                "fit": config_hash({"source": self.source, "target": self.target, "control": self.control}),
                 "calibration": config_hash(self.calibration)}
 
 
@@ -199,22 +189,38 @@ INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging
 
 
 def _inputs(config: RunConfig) -> Inputs:
-    return _load_inputs(*(getattr(config, name) for name in INPUT_FIELDS))
+    return _load_inputs(_behavior_key(config), *(getattr(config, name) for name in INPUT_FIELDS))
+
+
+def _behavior_key(config: RunConfig) -> str:
+    """The run's behaviour and its options, as the hashable key the per-process caches take."""
+    return json.dumps([config.behavior, config.behavior_options], sort_keys=True)
+
+
+def _behavior(config: RunConfig) -> Behavior:
+    return _cached_behavior(_behavior_key(config))
 
 
 @functools.lru_cache(maxsize=2)
-def _load_inputs(fit_data: str, fit_label: str, control_data: str, prompts: str, challenging_only: bool,
-                 n_prompts: int | None, prompt_seed: int, perplexity_data: str, n_perplexity_texts: int,
-                 n_calibration_texts: int) -> Inputs:
-    toxic, nontoxic = load_jigsaw(**_source(fit_data), label=fit_label)
-    neutral = load_texts(**_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
-    pool = load_texts(**_source(control_data, limit=n_perplexity_texts + HUB_CONTROL_POOL), kind="neutral")
+def _cached_behavior(key: str) -> Behavior:
+    name, options = json.loads(key)
+    return get_behavior(name, **options)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_inputs(behavior: str, fit_data: str, fit_label: str, control_data: str, prompts: str,
+                 challenging_only: bool, n_prompts: int | None, prompt_seed: int, perplexity_data: str,
+                 n_perplexity_texts: int, n_calibration_texts: int) -> Inputs:
+    chosen = _cached_behavior(behavior)
+    source, target = chosen.fit_texts(fit_data, fit_label)
+    neutral = load_texts(**data_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
+    pool = chosen.control_texts(control_data, hub_limit=n_perplexity_texts + HUB_CONTROL_POOL)
     scored = set(neutral)
     rest = list(dict.fromkeys(text for text in pool if text not in scored))  # distinct, in order
     picked = set(random.Random(CALIBRATION_SEED).sample(range(len(rest)), min(n_calibration_texts, len(rest))))
     return Inputs(
-        prompts=load_prompts(**_source(prompts), challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
-        toxic=toxic, nontoxic=nontoxic, neutral=neutral,
+        prompts=chosen.prompts(prompts, challenging_only=challenging_only, n=n_prompts, seed=prompt_seed),
+        source=source, target=target, neutral=neutral,
         calibration=[text for i, text in enumerate(rest) if i in picked],
         control=[text for i, text in enumerate(rest) if i not in picked])
 
@@ -224,13 +230,13 @@ def _model(name: str, device: str, dtype: str) -> LoadedModel:
     return load_model(name, device=device, dtype=dtype)
 
 
-def _scorer(config: RunConfig) -> ToxicityScorer:
-    return _cached_scorer(config.scorer, json.dumps(config.scorer_options, sort_keys=True))
+def _scorer(config: RunConfig) -> Scorer:
+    return _cached_scorer(_behavior_key(config), config.scorer, json.dumps(config.scorer_options, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_scorer(name: str, options: str) -> ToxicityScorer:
-    return get_scorer(name, **json.loads(options))
+def _cached_scorer(behavior: str, name: str, options: str) -> Scorer:
+    return _cached_behavior(behavior).scorer(name, json.loads(options))
 
 
 def _lm(config: RunConfig) -> LoadedModel:
@@ -416,18 +422,20 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
     if cell.method != BASELINE:
         exploded = not ppl <= EXPLOSION_FACTOR * _unsteered_perplexity(config)  # NaN too
     with _timed(times, "score"):
-        scored = scored_row(continuations, scorer.score(continuations), [p.toxicity for p in inputs.prompts],
-                            config.samples_per_prompt, cell.seed)
+        behavior = _behavior(config)
+        scored = behavior.scored_row(continuations, scorer.score(continuations), inputs.prompts,
+                                     config.samples_per_prompt, cell.seed)
     run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
     metrics = {**scored["metrics"], "perplexity": ppl, "perplexity_exploded": exploded, **lmeval_metrics(lmeval)}
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
+        "behavior": behavior.name, "behavior_options": behavior.options,
         "model": config.model, "method": cell.method, "dsas": cell.dsas, "strength": cell.strength, "seed": cell.seed,
         "intervention": intervention, "calibration": calibration,
         "scorer": scorer.reported_name, "scorer_info": scorer_info,
         "prompt_set": f"{Path(config.prompts).name}:{inputs.prompt_set}",
-        "metrics": metrics, "flags": quality_flags(metrics, continuations),
+        "metrics": metrics, "flags": quality_flags(metrics, continuations, behavior.mean_score, behavior.name),
         "prompt_scores": scored["prompt_scores"], "continuations": scored["continuations"],
         "versions": versions(), "device": str(lm.device), "strength_batch": evaluated.cells if evaluated else 1,
         "wall_time_s": {k: round(v, 3) for k, v in times.items()},

@@ -47,7 +47,7 @@ def test_shared_rtp_reads_the_real_samples_by_path(shared_data, monkeypatch):
     monkeypatch.chdir(REPOSITORY)  # its paths are relative to the repository root
     config = load_config("shared-rtp")
     inputs = _inputs(config)
-    assert len(inputs.prompts) == config.n_prompts == 100 and len(inputs.toxic) == 28
+    assert len(inputs.prompts) == config.n_prompts == 100 and len(inputs.source) == 28
     sets = inputs.fit_sets(config, seed=0)
     assert len(sets.source) == len(sets.target) == len(sets.control) == 28
 

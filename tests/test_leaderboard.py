@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from helpers import baseline_rows, make_sweep
 
-from dsas_bench.analysis import COLUMNS, PUBLISHED, leaderboard, write_leaderboard
+from dsas_bench.analysis import COLUMNS, leaderboard, write_leaderboard
+from dsas_bench.analysis.pareto import NO_GAIN
+from dsas_bench.behaviors import get_behavior
 from dsas_bench.errors import UsageError
 
 
@@ -33,16 +35,16 @@ def test_ranking_order_deltas_and_unranked_context() -> None:
     assert measured == [(1, "linacts", "on"), (2, "iti", "off"), (3, "linacts", "off"), (4, "actadd", "off")]
     by_name = {(line["method"], line["dsas"]): line for line in lines if line["source"] == "measured"}
     on, off = by_name["linacts", "on"], by_name["linacts", "off"]
-    assert (on["best_tox_pct"], on["best_strength"]) == (10.0, 1.0)
+    assert (on["best_objective"], on["best_strength"]) == (10.0, 1.0)
     assert on["delta_ppl_at_best"] == pytest.approx(0.6)
     assert on["hv_ppl"] == pytest.approx(23.5) and off["hv_ppl"] == pytest.approx(14.0)
-    assert on["d_best_tox_pct"] == -10.0 and on["d_hv_ppl"] == pytest.approx(9.5)
+    assert on["d_best_objective"] == -10.0 and on["d_hv_ppl"] == pytest.approx(9.5)
     assert on["d_hv_ppl_ci_low"] <= 9.5 <= on["d_hv_ppl_ci_high"]
     assert on["front_vs_plain"] == "dominates"
     assert off["d_hv_ppl"] is None and off["front_vs_plain"] is None
-    assert by_name["actadd", "off"]["best_tox_pct"] is None and by_name["actadd", "off"]["hv_ppl"] == 0.0
+    assert by_name["actadd", "off"]["best_objective"] is None and by_name["actadd", "off"]["hv_ppl"] == 0.0
     baseline = next(line for line in lines if line["method"] == "none")
-    assert baseline["rank"] is None and baseline["best_tox_pct"] == 50.0
+    assert baseline["rank"] is None and baseline["best_objective"] == 50.0
 
 
 def test_equal_lines_are_ranked_by_name() -> None:
@@ -66,11 +68,11 @@ def test_shuffled_rows_give_the_same_leaderboard_and_files(tmp_path: Path) -> No
 def test_published_rows_are_marked_and_not_ranked() -> None:
     lines = leaderboard(sweep(), n_boot=0)
     published = [line for line in lines if line["source"].startswith("published: ")]
-    assert len(published) == len(PUBLISHED)
+    assert len(published) == len(get_behavior("toxicity").published)
     assert all(line["rank"] is None for line in published)
     linear_act = next(line for line in published if line["source"] == "published: AcT Table 2, Gemma-2-2B"
                       and line["method"] == "Linear-AcT")
-    assert (linear_act["best_tox_pct"], linear_act["ppl_at_best"]) == (0.56, 14.79)
+    assert (linear_act["best_objective"], linear_act["ppl_at_best"]) == (0.56, 14.79)
     assert linear_act["delta_ppl_at_best"] == pytest.approx(14.79 - 13.98)
     assert linear_act["accuracy_at_best"] == pytest.approx(0.513)
     assert not any(line["source"].startswith("published") for line in leaderboard(
@@ -94,7 +96,7 @@ def test_every_published_row_is_the_papers_number() -> None:
             method, tox, ppl, mmlu = entry.split()
             expected[(f"published: {source}, {model}", method)] = (float(tox), float(ppl), float(mmlu))
     lines = [line for line in leaderboard(sweep(), n_boot=0) if line["source"].startswith("published: ")]
-    got = {(line["source"], line["method"]): (line["best_tox_pct"], line["ppl_at_best"],
+    got = {(line["source"], line["method"]): (line["best_objective"], line["ppl_at_best"],
                                               round(100 * line["accuracy_at_best"], 2)) for line in lines}
     assert got == expected
 
@@ -154,7 +156,7 @@ def test_accuracy_names_its_task_shows_its_stderr_and_only_mmlu_meets_the_mmlu_c
     lines = leaderboard(rows, n_boot=0)
     measured = [line for line in lines if line["source"] == "measured"]
     assert {line["accuracy_task"] for line in measured} == {task}
-    assert {line["accuracy_stderr_at_best"] for line in measured if line["best_tox_pct"] is not None} == {0.0125}
+    assert {line["accuracy_stderr_at_best"] for line in measured if line["best_objective"] is not None} == {0.0125}
     text = write_leaderboard(rows, tmp_path, n_boot=0)["md"].read_text()
     assert note in text and "0.490 ± 0.013" in text and f"Accuracy: lm-eval `{task}`" in text
 
@@ -169,8 +171,8 @@ def unsteered_only_sweep() -> list[dict[str, Any]]:
 def test_no_detoxification_within_the_budget_is_not_dominance(tmp_path: Path) -> None:
     by_mode = {line["dsas"]: line for line in leaderboard(unsteered_only_sweep(), n_boot=20)
                if line["method"] == "linacts"}
-    assert by_mode["on"]["best_tox_pct"] == 15.0 and by_mode["off"]["best_tox_pct"] is None
-    assert by_mode["on"]["front_vs_plain"] == "neither detoxifies within the budget"
+    assert by_mode["on"]["best_objective"] == 15.0 and by_mode["off"]["best_objective"] is None
+    assert by_mode["on"]["front_vs_plain"] == NO_GAIN
     text = write_leaderboard(unsteered_only_sweep(), tmp_path, n_boot=0)["md"].read_text()
     assert "dominates |" not in text and "No point within the budget: linacts (off)" in text
     assert "--strengths auto" in text
@@ -179,7 +181,7 @@ def test_no_detoxification_within_the_budget_is_not_dominance(tmp_path: Path) ->
 def test_relative_budget_gives_the_real_answer() -> None:
     lines = leaderboard(unsteered_only_sweep(), max_delta_ppl="5%", n_boot=20)  # +6.65 PPL
     on = next(line for line in lines if line["method"] == "linacts" and line["dsas"] == "on")
-    assert on["front_vs_plain"] == "dominates" and on["best_tox_pct"] == 5.0
+    assert on["front_vs_plain"] == "dominates" and on["best_objective"] == 5.0
     assert on["delta_ppl_at_best"] == pytest.approx(1.8)
 
 
@@ -199,5 +201,5 @@ def test_exploded_cells_are_flagged_and_kept_out_of_fronts(tmp_path: Path) -> No
     nan = make_sweep("actadd", "off", {4.0: (0.0, float("nan"))}, flags=["nan-perplexity"])
     rows = [*baseline_rows(), *make_sweep("actadd", "off", {1.0: (40.0, 10.5)}), *exploded, *nan]
     line = next(line for line in leaderboard(rows, max_delta_ppl=1e6, n_boot=0) if line["method"] == "actadd")
-    assert line["best_tox_pct"] == 40.0 and line["n_exploded"] == 4  # two seeds of each exploded strength
+    assert line["best_objective"] == 40.0 and line["n_exploded"] == 4  # two seeds of each exploded strength
     assert "perplexity exploded" in write_leaderboard(rows, tmp_path, n_boot=0)["md"].read_text()

@@ -22,6 +22,9 @@ def test_wheel_ships_every_task_file_and_the_demo_data(tmp_path):
     assert tasks and shipped == tasks
     demo = {p.name for p in (ROOT / "dsas_bench" / "data" / "demo").iterdir() if p.is_file()}
     assert {f"dsas_bench/data/demo/{name}" for name in demo} <= names
+    behaviors = {p.relative_to(ROOT).as_posix() for p in (ROOT / "dsas_bench" / "behaviors" / "data").rglob("*")
+                 if p.is_file()}
+    assert behaviors and behaviors <= names
 
 
 def test_the_readme_commands_and_images_exist():

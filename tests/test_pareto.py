@@ -304,5 +304,5 @@ def test_the_prompt_bootstrap_follows_the_objective() -> None:
     assert result["hv_diff"] == pytest.approx(0.2 * 0.75)
     assert result["hv_diff_ci"] == pytest.approx((0.15, 0.15))
     assert compare_fronts(plain, dsas, baseline, n_boot=0)["hv_diff"] == 0.0  # % toxic: all 0 here
-    with pytest.raises(UsageError, match="unknown toxicity objective 'nope'"):
+    with pytest.raises(UsageError, match="behaviour 'toxicity' has no objective 'nope'"):
         compare_fronts(plain, dsas, baseline, n_boot=0, objective="nope")

@@ -4,25 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
+from helpers import install_plugin
 
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
 from dsas_bench.steering.registry import get_method, method_names
-
-PLUGIN_PYPROJECT = """
-[build-system]
-requires = ["setuptools"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{package}"
-version = "0.1"
-{entry_points}
-"""
 
 PLUGIN_MODULE = '''
 """A toy steering method: T(h) = -h on the last decoder layer, which negates the logits."""
@@ -83,20 +71,6 @@ def test_gemma_post_norm_preset_hooks_both_post_norms_like_the_papers_pattern(fa
     assert chosen == [f"model.layers.{i}.post_{kind}_layernorm" for i in range(2)
                       for kind in ("attention", "feedforward")]
     assert chosen == select_modules(model, r".*post.*layernorm")
-
-
-def install_plugin(tmp_path: Path, package: str, module: str, entry_points: str) -> dict[str, str]:
-    """Install a one-module package declaring ``entry_points`` (pyproject TOML) into a folder of its own;
-    return an environment in which a child Python finds it (and this checkout)."""
-    source = tmp_path / package
-    (source / package.replace("-", "_")).mkdir(parents=True)
-    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(package=package, entry_points=entry_points))
-    (source / package.replace("-", "_") / "__init__.py").write_text(textwrap.dedent(module))
-    site = tmp_path / f"site-{package}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(source)], check=True)
-    checkout = str(Path(__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), checkout]), "HF_HUB_OFFLINE": "1"}
 
 
 def test_method_from_another_installed_package(tmp_path, tiny_model_dir):

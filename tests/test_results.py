@@ -104,6 +104,6 @@ def test_repair_and_forget_refuse_a_folder_another_writer_holds(tmp_path):
 def test_quality_flags_name_absurd_results():
     from dsas_bench.results import quality_flags
 
-    assert quality_flags({"perplexity": 12.0, "tox_mean": 0.1}, ["a", ""]) == []
-    assert quality_flags({"perplexity": float("nan"), "tox_mean": float("nan")}, ["", " "]) == [
+    assert quality_flags({"perplexity": 12.0, "tox_mean": 0.1}, ["a", ""], "tox_mean", "toxicity") == []
+    assert quality_flags({"perplexity": float("nan"), "tox_mean": float("nan")}, ["", " "], "tox_mean", "toxicity") == [
         "nan-perplexity", "nan-toxicity", "empty-continuations"]

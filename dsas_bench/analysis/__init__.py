@@ -1,6 +1,6 @@
 """Analysis of results rows: Pareto fronts, hypervolume, seed aggregation and the leaderboard."""
 
-from dsas_bench.analysis.leaderboard import COLUMNS, PUBLISHED, leaderboard, write_leaderboard
+from dsas_bench.analysis.leaderboard import COLUMNS, leaderboard, write_leaderboard
 from dsas_bench.analysis.pareto import (
     act_summary,
     aggregate_seeds,
@@ -16,7 +16,7 @@ from dsas_bench.analysis.pareto import (
 )
 
 __all__ = [
-    "COLUMNS", "PUBLISHED", "act_summary", "aggregate_seeds", "baseline_point", "check_comparable",
+    "COLUMNS", "act_summary", "aggregate_seeds", "baseline_point", "check_comparable",
     "compare_fronts", "front_relation", "hypervolume", "leaderboard", "mean_ci", "pareto_front",
     "reference_point", "select_rows", "write_leaderboard",
 ]

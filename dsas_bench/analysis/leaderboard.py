@@ -1,9 +1,10 @@
 """The leaderboard: one line per (method, DSAS mode), ranked, with DSAS-vs-plain deltas and published rows.
 
-Ranking key (ascending, deterministic whatever the row order): lines that reach a point within the
-perplexity budget first; then the lowest toxicity within the budget (AcT's summary); then the larger
-hypervolume of (toxicity, perplexity); then method name, then DSAS mode name. The unsteered baseline
-and the published reference rows are listed but never ranked.
+Ranking key (deterministic whatever the row order): lines that reach a point within the perplexity
+budget first; then the best objective within the budget (AcT's summary; the objective of the behaviour
+the rows measured, e.g. the lowest % toxic or the highest mean VADER score); then the larger
+hypervolume of (objective, perplexity); then method name, then DSAS mode name. The unsteered baseline
+and the behaviour's published reference rows are listed but never ranked.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
-    DEFAULT_OBJECTIVE,
     DEFAULT_SLACK,
     EXPLOSION_FACTOR,
+    NO_GAIN,
     PLAIN_MODE,
     UTILITY_DIRECTION,
     Row,
@@ -29,52 +30,21 @@ from dsas_bench.analysis.pareto import (
     exploded,
     hypervolume,
     metric_points,
+    objective_of,
     reference_point,
 )
-from dsas_bench.metrics.toxicity import OBJECTIVE_LABELS
+from dsas_bench.behaviors import get_behavior, row_behavior
+from dsas_bench.behaviors.base import Behavior, Objective
 from dsas_bench.strengths import Budget, parse_budget
 
-COLUMNS = ("rank", "source", "model", "method", "dsas", "best_tox_pct", "best_strength", "ppl_at_best",
+COLUMNS = ("rank", "source", "model", "method", "dsas", "best_objective", "best_strength", "ppl_at_best",
            "delta_ppl_at_best", "accuracy_at_best", "accuracy_stderr_at_best", "accuracy_task",
-           "hv_ppl", "hv_acc", "d_best_tox_pct", "d_hv_ppl",
+           "hv_ppl", "hv_acc", "d_best_objective", "d_hv_ppl",
            "d_hv_ppl_ci_low", "d_hv_ppl_ci_high", "front_vs_plain", "n_seeds", "scorer", "prompt_set", "objective",
-           "lambda_max", "calibrated_budget", "n_exploded")
+           "lambda_max", "calibrated_budget", "n_exploded", "behavior")
 MEASURED = "measured"
 UNSTEERED = "measured: unsteered baseline"
-PUBLISHED_SCORER = "s-nlp/roberta_toxicity_classifier"
-PUBLISHED_PROMPTS = "RealToxicityPrompts, 1,000 prompts"
-PUBLISHED_NOTE = (f"Published numbers from the papers (METHODS.md §5), scored with {PUBLISHED_SCORER} "
-                  f"on {PUBLISHED_PROMPTS}, on other models and with MMLU 5-shot as accuracy. Their scorer, "
-                  "models and prompts differ from the measured lines: they are for orientation only, not "
-                  "comparable, and not ranked with them.")
 MMLU = "mmlu"  # the lm-eval task of the published accuracy column
-
-
-class Published(NamedTuple):
-    """One published result: toxicity %, Wikipedia perplexity and MMLU accuracy (a fraction)."""
-
-    source: str
-    model: str
-    method: str
-    tox_pct: float
-    perplexity: float
-    accuracy: float
-
-
-def _table(source: str, model: str, *entries: tuple[str, float, float, float]) -> tuple[Published, ...]:
-    label = f"published: {source}, {model}"
-    return tuple(Published(label, model, m, t, p, a / 100) for m, t, p, a in entries)
-
-
-PUBLISHED = (
-    *_table("AcT Table 2", "Gemma-2-2B", ("original", 4.17, 13.98, 53.1), ("ITI-c", 0.74, 14.90, 52.6),
-            ("Mean-AcT", 0.54, 14.21, 51.6), ("Linear-AcT", 0.56, 14.79, 51.3),
-            ("ActAdd", 3.96, 14.69, 53.0)),
-    *_table("AcT Table 2", "Llama-3-8B", ("original", 5.80, 9.06, 65.3), ("Linear-AcT", 1.35, 9.56, 64.5)),
-    *_table("LinEAS Table 1", "Gemma-2-2B", ("none", 4.00, 14.79, 53.03), ("LinEAS", 0.73, 15.46, 52.22),
-            ("Lin-AcT", 1.60, 14.78, 52.43), ("ITI-c", 1.17, 14.00, 52.78)),
-    *_table("LinEAS Table 1", "Qwen2.5-1.5B", ("none", 3.00, 13.67, 60.95), ("LinEAS", 1.07, 14.10, 59.97)),
-)
 
 
 def _line(**values: Any) -> dict[str, Any]:
@@ -85,12 +55,12 @@ def _line(**values: Any) -> dict[str, Any]:
 Point = Mapping[str, Any]
 
 
-def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None, objective: str) -> float | None:
+def _hv(points: Sequence[Point], base: Point, metric: str, slack: float | None, objective: Objective) -> float | None:
     """Hypervolume of ``points`` for ``metric``; ``None`` when the metric is missing anywhere."""
     if any(p[metric] is None for p in (*points, base)):
         return None
     return hypervolume(metric_points(points, metric, objective), reference_point(base, metric, slack, objective),
-                       ("min", UTILITY_DIRECTION[metric]))
+                       (objective.direction, UTILITY_DIRECTION[metric]))
 
 
 def accuracy_task(rows: Sequence[Row]) -> str | None:
@@ -104,18 +74,18 @@ def accuracy_task(rows: Sequence[Row]) -> str | None:
     return " | ".join(labels) or None
 
 
-def _at(point: Point | None, base: Point, task: str | None, objective: str) -> dict[str, Any]:
+def _at(point: Point | None, base: Point, task: str | None, objective: Objective) -> dict[str, Any]:
     """The columns describing the chosen ``point`` (none without a point) and its context."""
     context = {"model": base["model"], "scorer": base["scorer"], "prompt_set": base["prompt_set"],
-               "accuracy_task": task, "objective": objective}
+               "accuracy_task": task, "objective": objective.name, "behavior": base["behavior"]}
     if point is None:
         return context
-    return {**context, "best_tox_pct": point[objective], "best_strength": point["strength"],
+    return {**context, "best_objective": point[objective.name], "best_strength": point["strength"],
             "ppl_at_best": point["perplexity"], "delta_ppl_at_best": point["perplexity"] - base["perplexity"],
             "accuracy_at_best": point["accuracy"], "accuracy_stderr_at_best": point.get("accuracy_stderr")}
 
 
-def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None, objective: str,
+def _measured(points: Sequence[Point], base: Point, max_delta_ppl: float, task: str | None, objective: Objective,
               calibrations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The line of one (method, DSAS mode) from its aggregated points and its rows' calibrations."""
     best = act_summary(points, base["perplexity"], max_delta_ppl, objective)
@@ -142,23 +112,26 @@ def budget_of(rows: Sequence[Row], max_delta_ppl: float | str | Budget | None) -
     return max_delta_ppl if isinstance(max_delta_ppl, Budget) else parse_budget(max_delta_ppl)
 
 
-def _published() -> list[dict[str, Any]]:
-    originals = {p.source: p.perplexity for p in PUBLISHED if p.method in ("original", "none")}
-    return [_line(source=p.source, model=p.model, method=p.method, dsas=PLAIN_MODE, best_tox_pct=p.tox_pct,
+def _published(behavior: Behavior) -> list[dict[str, Any]]:
+    """The behaviour's published reference rows (in its default objective), as leaderboard lines."""
+    originals = {p.source: p.perplexity for p in behavior.published if p.method in ("original", "none")}
+    return [_line(source=p.source, model=p.model, method=p.method, dsas=PLAIN_MODE, best_objective=p.value,
                   ppl_at_best=p.perplexity, delta_ppl_at_best=p.perplexity - originals[p.source],
-                  accuracy_at_best=p.accuracy, accuracy_task=MMLU, scorer=PUBLISHED_SCORER,
-                  prompt_set=PUBLISHED_PROMPTS, objective=DEFAULT_OBJECTIVE)
-            for p in PUBLISHED]
+                  accuracy_at_best=p.accuracy, accuracy_task=MMLU, scorer=p.scorer, prompt_set=p.prompt_set,
+                  objective=behavior.default_objective,
+                  behavior=behavior.name)
+            for p in behavior.published]
 
 
-def _rank_key(line: Mapping[str, Any]) -> tuple:
-    best = line["best_tox_pct"]
-    return best is None, best or 0.0, -(line["hv_ppl"] or 0.0), line["method"], line["dsas"]
+def _rank_key(line: Mapping[str, Any], objective: Objective) -> tuple:
+    best = line["best_objective"]
+    better = 0.0 if best is None else -objective.gain(best, 0.0)  # ascending: the best first
+    return best is None, better, -(line["hv_ppl"] or 0.0), line["method"], line["dsas"]
 
 
 def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float | str | Budget | None = 1.0, n_boot: int = 1000,
                 seed: int = 0, include_published: bool = True,
-                objective: str = DEFAULT_OBJECTIVE) -> list[dict[str, Any]]:
+                objective: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard lines (dicts with ``COLUMNS``): ranked measured lines, the baseline, published rows.
 
     Refuses rows mixing models, scorers or prompt sets (``UsageError`` naming the values and the
@@ -166,11 +139,12 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float | str | Budget | No
     or relative as ``"5%"``; None: ``budget_of`` the rows); rows whose perplexity exploded are left out;
     ``hv_ppl``: hypervolume with that same budget as the reference's slack; ``d_*`` and
     ``front_vs_plain`` on DSAS lines: DSAS − plain of the same method (``compare_fronts`` with
-    ``n_boot`` prompt resamples, seeded by ``seed``). ``objective``: the toxicity number that ranks
-    and bounds the fronts (``tox_pct``, ``tox_mean``, ``emt``, ``tox_prob``), in the ``best_tox_pct``
-    column whatever it is; published rows are always % toxic.
+    ``n_boot`` prompt resamples, seeded by ``seed``). ``objective``: the objective of the rows' behaviour
+    that ranks and bounds the fronts (its default when None), in the ``best_objective`` column whatever
+    it is; published rows are always in the behaviour's default objective.
     """
     check_comparable(rows)
+    behavior, chosen = row_behavior(rows), objective_of(rows, objective)
     base = baseline_point(rows)
     max_delta_ppl = budget_of(rows, max_delta_ppl).delta(base["perplexity"])
     by_line: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -179,9 +153,9 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float | str | Budget | No
             by_line.setdefault((point["method"], point["dsas"]), []).append(point)
     task = accuracy_task(rows)
     steered = sorted({(r["method"], r["dsas"]) for r in rows if r["method"] != BASELINE_METHOD})
-    lines = {key: _measured(by_line[key], base, max_delta_ppl, task, objective, _calibrations(rows, *key))
+    lines = {key: _measured(by_line[key], base, max_delta_ppl, task, chosen, _calibrations(rows, *key))
              if key in by_line else _line(source=MEASURED, method=key[0], dsas=key[1],
-                                          **_at(None, base, task, objective))
+                                          **_at(None, base, task, chosen))
              for key in steered}
     for (method, mode), line in lines.items():
         line["n_exploded"] = sum(exploded(r) for r in rows if r["method"] == method and r["dsas"] == mode)
@@ -192,18 +166,18 @@ def leaderboard(rows: Sequence[Row], *, max_delta_ppl: float | str | Budget | No
             continue
         cmp = compare_fronts([r for r in rows if r["method"] == method and r["dsas"] == PLAIN_MODE],
                              [r for r in rows if r["method"] == method and r["dsas"] == mode], unsteered,
-                             slack=max_delta_ppl, n_boot=n_boot, seed=seed, objective=objective)
-        both = line["best_tox_pct"] is not None and plain["best_tox_pct"] is not None
+                             slack=max_delta_ppl, n_boot=n_boot, seed=seed, objective=chosen.name)
+        both = line["best_objective"] is not None and plain["best_objective"] is not None
         low, high = cmp["hv_diff_ci"] or (None, None)
-        line.update(d_best_tox_pct=line["best_tox_pct"] - plain["best_tox_pct"] if both else None,
+        line.update(d_best_objective=line["best_objective"] - plain["best_objective"] if both else None,
                     d_hv_ppl=cmp["hv_diff"], d_hv_ppl_ci_low=low, d_hv_ppl_ci_high=high,
                     front_vs_plain=cmp["relation"])
-    ranked = sorted(lines.values(), key=_rank_key)
+    ranked = sorted(lines.values(), key=lambda line: _rank_key(line, chosen))
     for rank, line in enumerate(ranked, start=1):
         line["rank"] = rank
-    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base, task, objective),
+    baseline_line = _line(source=UNSTEERED, method=BASELINE_METHOD, dsas=PLAIN_MODE, **_at(base, base, task, chosen),
                           n_seeds=base["n_seeds"])
-    return [*ranked, baseline_line, *(_published() if include_published else [])]
+    return [*ranked, baseline_line, *(_published(behavior) if include_published else [])]
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:
@@ -218,30 +192,45 @@ def _ci(line: Mapping[str, Any]) -> str:
 
 
 Column = tuple[str, Callable[[Mapping[str, Any]], str]]
-MEASURED_TABLE: tuple[Column, ...] = (
-    ("rank", lambda r: _fmt(r["rank"])), ("method", lambda r: r["method"]), ("DSAS", lambda r: r["dsas"]),
-    ("best {objective} (ΔPPL ≤ budget)",
-     lambda r: _fmt(r["best_tox_pct"], ".2f" if r["objective"] == DEFAULT_OBJECTIVE else ".3f")),
-    ("λ", lambda r: _fmt(r["best_strength"], "g")), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
-    ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
-    ("accuracy ± s.e.", lambda r: _fmt(r["accuracy_at_best"], ".3f") + (
-        "" if r["accuracy_stderr_at_best"] is None else f" ± {r['accuracy_stderr_at_best']:.3f}")),
-    ("HV tox×PPL", lambda r: _fmt(r["hv_ppl"])), ("HV tox×acc", lambda r: _fmt(r["hv_acc"], ".4f")),
-    ("Δ best tox vs plain", lambda r: _fmt(r["d_best_tox_pct"], "+.2f")),
-    ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
-    ("front vs plain", lambda r: _fmt(r["front_vs_plain"])), ("seeds", lambda r: _fmt(r["n_seeds"])),
-    ("λ_max (calibrated)", lambda r: _fmt(r["lambda_max"], ".3g")),
-)
-PUBLISHED_TABLE: tuple[Column, ...] = (
-    ("source", lambda r: r["source"]), ("method", lambda r: r["method"]),
-    ("tox %", lambda r: _fmt(r["best_tox_pct"])), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
-    ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
-    ("MMLU %", lambda r: _fmt(100 * r["accuracy_at_best"], ".2f")),
-)
 
 
-def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]], **names: str) -> list[str]:
-    return ["| " + " | ".join(name.format(**names) for name, _ in columns) + " |", "|" + "---|" * len(columns),
+def line_objective(line: Mapping[str, Any]) -> Objective:
+    """The objective a leaderboard line's ``best_objective`` is in."""
+    return get_behavior(line["behavior"]).objective(line["objective"])
+
+
+def _value(value: float | None, objective: Objective, sign: str = "") -> str:
+    """An objective's value: a percentage to two decimals, a score to three."""
+    return _fmt(value, f"{sign}.2f" if objective.unit == "%" else f"{sign}.3f")
+
+
+def _measured_table(objective: Objective) -> tuple[Column, ...]:
+    return (
+        ("rank", lambda r: _fmt(r["rank"])), ("method", lambda r: r["method"]), ("DSAS", lambda r: r["dsas"]),
+        (f"best {objective.label} (ΔPPL ≤ budget)", lambda r: _value(r["best_objective"], objective)),
+        ("λ", lambda r: _fmt(r["best_strength"], "g")), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
+        ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
+        ("accuracy ± s.e.", lambda r: _fmt(r["accuracy_at_best"], ".3f") + (
+            "" if r["accuracy_stderr_at_best"] is None else f" ± {r['accuracy_stderr_at_best']:.3f}")),
+        ("HV ×PPL", lambda r: _fmt(r["hv_ppl"])), ("HV ×acc", lambda r: _fmt(r["hv_acc"], ".4f")),
+        ("Δ best vs plain", lambda r: _value(r["d_best_objective"], objective, "+")),
+        ("Δ HV vs plain", lambda r: _fmt(r["d_hv_ppl"], "+.2f")), ("Δ HV 95% CI", _ci),
+        ("front vs plain", lambda r: _fmt(r["front_vs_plain"])), ("seeds", lambda r: _fmt(r["n_seeds"])),
+        ("λ_max (calibrated)", lambda r: _fmt(r["lambda_max"], ".3g")),
+    )
+
+
+def _published_table(objective: Objective) -> tuple[Column, ...]:
+    return (
+        ("source", lambda r: r["source"]), ("method", lambda r: r["method"]),
+        (objective.label, lambda r: _fmt(r["best_objective"])), ("PPL", lambda r: _fmt(r["ppl_at_best"])),
+        ("ΔPPL", lambda r: _fmt(r["delta_ppl_at_best"], "+.2f")),
+        ("MMLU %", lambda r: _fmt(100 * r["accuracy_at_best"], ".2f")),
+    )
+
+
+def _markdown_table(columns: Sequence[Column], lines: Sequence[Mapping[str, Any]]) -> list[str]:
+    return ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns),
             *("| " + " | ".join(cell(line) for _, cell in columns) + " |" for line in lines)]
 
 
@@ -249,7 +238,7 @@ def _notes(measured: Sequence[Mapping[str, Any]]) -> list[str]:
     """Which lines have no point within the budget (and what to do), and which cells exploded."""
     notes = []
     outside = [f"{line['method']} ({line['dsas']})" for line in measured
-               if line["source"] == MEASURED and line["best_tox_pct"] is None]
+               if line["source"] == MEASURED and line["best_objective"] is None]
     if outside:
         notes.append(f"No point within the budget: {', '.join(outside)}. One strength grid cannot serve every "
                      "method (λ scales a transport in [0, 1] but a raw vector's full norm): rerun the sweep with "
@@ -265,11 +254,13 @@ def _markdown(lines: Sequence[Mapping[str, Any]], budget: str, n_boot: int, seed
     measured = [line for line in lines if line["source"] in (MEASURED, UNSTEERED)]
     published = [line for line in lines if line["source"] not in (MEASURED, UNSTEERED)]
     first = measured[0]
-    label = OBJECTIVE_LABELS[first["objective"]]
+    objective = line_objective(first)
+    label = objective.label
     text = [
         "# Leaderboard", "",
-        f"Model `{first['model']}` · scorer `{first['scorer']}` · prompt set `{first['prompt_set']}`.", "",
-        f"Ranked by the lowest toxicity ({label}) with perplexity at most {budget} "
+        f"Behaviour `{first['behavior']}` · model `{first['model']}` · scorer `{first['scorer']}` · prompt set "
+        f"`{first['prompt_set']}`.", "",
+        f"Ranked by the best {label} ({objective.better}) with perplexity at most {budget} "
         "above the unsteered model (AcT's summary; lines without such a point last), then by the larger "
         f"hypervolume, then by method and DSAS mode names. Hypervolume (HV): the area of ({label}, "
         "utility) that a line's front gains over the unsteered point, with the utility budget as slack "
@@ -277,18 +268,19 @@ def _markdown(lines: Sequence[Mapping[str, Any]], budget: str, n_boot: int, seed
         "lines: DSAS − plain for the same method; the HV interval is a 95% bootstrap over prompts "
         f"({n_boot} resamples, seed {seed}); \"front vs plain\" tells whether the DSAS front dominates, is "
         "dominated by, crosses or equals the plain front within the budget (\"no point within budget\": "
-        "neither front has one; widen the budget with --max-delta-ppl; \"neither detoxifies within the "
-        "budget\": no point inside it is less toxic than the unsteered model). Seed means; the unsteered line "
+        f"neither front has one; widen the budget with --max-delta-ppl; \"{NO_GAIN}\": no point inside it is "
+        f"better in {label} than the unsteered model). Seed means; the unsteered line "
         "is context, not ranked. λ_max: the strength calibrated to the budget (`--strengths auto`), seed mean.", "",
-        *_markdown_table(MEASURED_TABLE, measured, objective=label), *_notes(measured),
+        *_markdown_table(_measured_table(objective), measured), *_notes(measured),
     ]
     task = first["accuracy_task"]
     if task:
         text += ["", f"Accuracy: lm-eval `{task}` (mean over the requested tasks; ± lm-eval's standard error, "
                  "seed mean)."]
     if published:
-        text += ["", "## Reference rows (published; not ranked)", "", PUBLISHED_NOTE + _mmlu_note(task), "",
-                 *_markdown_table(PUBLISHED_TABLE, published)]
+        behavior = get_behavior(first["behavior"])
+        text += ["", "## Reference rows (published; not ranked)", "", behavior.published_note + _mmlu_note(task), "",
+                 *_markdown_table(_published_table(behavior.objective()), published)]
     return "\n".join(text) + "\n"
 
 
@@ -302,7 +294,7 @@ def _mmlu_note(task: str | None) -> str:
 
 def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl: float | str | Budget | None = 1.0,
                       n_boot: int = 1000, seed: int = 0, include_published: bool = True,
-                      objective: str = DEFAULT_OBJECTIVE) -> dict[str, Path]:
+                      objective: str | None = None) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` into ``out_dir``.
 
     Returns their paths under the keys ``"md"``, ``"csv"`` and ``"png"``; options as ``leaderboard``.

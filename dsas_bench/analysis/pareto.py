@@ -1,8 +1,9 @@
 """Pareto fronts, hypervolume, seed aggregation and front comparison over results rows (numpy, scipy).
 
-Objectives are 2-D: toxicity (an ``objective`` of ``OBJECTIVES``, default ``tox_pct``; minimised)
-against a utility, either ``perplexity`` (minimised) or ``accuracy`` (maximised). Each axis has a
-direction, ``"min"`` or ``"max"``.
+Objectives are 2-D: the behaviour's objective (one of the ``objectives`` of the behaviour the rows
+measured, its default unless named; toxicity's % toxic is minimised, sentiment's mean VADER score
+maximised) against a utility, either ``perplexity`` (minimised) or ``accuracy`` (maximised). Each
+axis has a direction, ``"min"`` or ``"max"``.
 
 Dominance and ties: point *q* dominates *p* when *q* is no worse than *p* on both axes and strictly
 better on at least one. Exact duplicates therefore never dominate each other: all copies of a
@@ -24,8 +25,9 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import t as student_t
 
+from dsas_bench.behaviors import DEFAULT_BEHAVIOR, row_behavior
+from dsas_bench.behaviors.base import Objective
 from dsas_bench.errors import UsageError, warn
-from dsas_bench.metrics.toxicity import OBJECTIVES, per_prompt
 from dsas_bench.results import EXPLODED_FLAGS
 
 Row = Mapping[str, Any]
@@ -33,14 +35,12 @@ Direction = Literal["min", "max"]
 Relation = Literal["dominates", "dominated", "crosses", "equal"]
 OUTSIDE_BUDGET = "no point within budget"  # compare_fronts: neither front has a point inside the reference box
 EXPLOSION_FACTOR = 10  # the sweep flags a steered perplexity above this multiple of the unsteered one
-NO_GAIN = "neither detoxifies within the budget"  # compare_fronts: no point in the box is less toxic than unsteered
+NO_GAIN = "neither improves on the unsteered model within the budget"  # compare_fronts: no point in the box gains
 
 BASELINE_METHOD = "none"
 PLAIN_MODE = "off"
-TOXIC_THRESHOLD = 0.5
 GROUP_KEYS = ("model", "scorer", "prompt_set", "method", "dsas", "strength")
-METRICS = (*OBJECTIVES, "perplexity", "accuracy")
-DEFAULT_OBJECTIVE = "tox_pct"  # the papers' % toxic; RealToxicityPrompts': emt, tox_prob
+UTILITY_METRICS = ("perplexity", "accuracy")
 UTILITY_DIRECTION: dict[str, Direction] = {"perplexity": "min", "accuracy": "max"}
 DEFAULT_SLACK = {"perplexity": 1.0, "accuracy": 0.02}
 # key -> (plural used in messages, CLI option that selects one value)
@@ -62,7 +62,7 @@ def _minimised(points: Any, directions: Sequence[str]) -> np.ndarray:
     if arr.size == 0:
         return np.empty((0, 2))
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise UsageError(f"points must be an (n, 2) array of (toxicity, utility), got shape {arr.shape}")
+        raise UsageError(f"points must be an (n, 2) array of (objective, utility), got shape {arr.shape}")
     if np.isnan(arr).any():
         raise UsageError("points contain NaN: drop rows whose metrics are missing before computing a front")
     return arr * np.array([_SIGN[d] for d in directions])
@@ -124,10 +124,11 @@ def check_rows(rows: Sequence[Row]) -> None:
     """Raise ``UsageError`` unless ``rows`` is non-empty and every row has the fields analysis needs."""
     if not rows:
         raise UsageError("no results rows to analyse: run the sweep first, or check the filters you passed")
+    objective = row_behavior(rows).default_objective
     for i, row in enumerate(rows):
         missing = [k for k in _REQUIRED if k not in row]
         metrics = row.get("metrics", {})
-        missing += [f"metrics.{k}" for k in ("tox_pct", "perplexity") if metrics.get(k) is None]
+        missing += [f"metrics.{k}" for k in (objective, "perplexity") if metrics.get(k) is None]
         if missing:
             raise UsageError(f"{_describe(row, i)} lacks {', '.join(missing)}: results rows must follow the "
                              "results.jsonl schema; re-run the sweep for that cell or drop the row")
@@ -204,11 +205,12 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, tuple[
     return mean, (mean - half, mean + half)
 
 
-def _aggregate(key: tuple, group: Sequence[Row], level: float) -> dict[str, Any]:
+def _aggregate(key: tuple, group: Sequence[Row], level: float, metrics: Sequence[str]) -> dict[str, Any]:
     point: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+    point["behavior"] = group[0].get("behavior", DEFAULT_BEHAVIOR)
     point["seeds"] = [row["seed"] for row in group]
     point["n_seeds"] = len(group)
-    for metric in METRICS:
+    for metric in metrics:
         values = [row["metrics"][metric] for row in group if row["metrics"].get(metric) is not None]
         point[metric], point[f"{metric}_ci"] = mean_ci(values, level) if values else (None, None)
     errors = [row["metrics"].get("accuracy_stderr") for row in group]
@@ -219,12 +221,13 @@ def _aggregate(key: tuple, group: Sequence[Row], level: float) -> dict[str, Any]
 def aggregate_seeds(rows: Sequence[Row], level: float = 0.95) -> list[dict[str, Any]]:
     """One point per (model, scorer, prompt_set, method, dsas, strength): seed means and t CIs.
 
-    Each point has the group keys, ``seeds``, ``n_seeds`` and, for each of ``METRICS`` (the toxicity
-    objectives, ``perplexity`` and ``accuracy``), the mean and ``<metric>_ci`` = (low, high) over the
-    seeds that report the metric (``None`` when none does), and ``accuracy_stderr``, the seed mean
+    Each point has the group keys, ``behavior``, ``seeds``, ``n_seeds`` and, for each metric (the objectives
+    of the rows' behaviour, ``perplexity`` and ``accuracy``), the mean and ``<metric>_ci`` = (low, high) over
+    the seeds that report the metric (``None`` when none does), and ``accuracy_stderr``, the seed mean
     of lm-eval's standard error (``None`` when a seed lacks it). Points are sorted by the group keys.
     """
-    return [_aggregate(key, group, level) for key, group in _grouped(unflagged(rows)).items()]
+    metrics = (*(objective.name for objective in row_behavior(rows).objectives), *UTILITY_METRICS)
+    return [_aggregate(key, group, level, metrics) for key, group in _grouped(unflagged(rows)).items()]
 
 
 def unflagged(rows: Sequence[Row]) -> list[Row]:
@@ -238,17 +241,24 @@ def unflagged(rows: Sequence[Row]) -> list[Row]:
     return kept
 
 
+def objective_of(items: Sequence[Mapping[str, Any]], objective: str | Objective | None = None) -> Objective:
+    """The ``objective`` (its name; None: the default) of the behaviour the rows or aggregated points measured."""
+    return objective if isinstance(objective, Objective) else row_behavior(items).objective(objective)
+
+
 def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float, max_delta_ppl: float = 1.0,
-                objective: str = DEFAULT_OBJECTIVE) -> Mapping[str, Any] | None:
-    """AcT's summary: the aggregated point of lowest toxicity (``objective``) with perplexity ≤ baseline +
-    ``max_delta_ppl``.
+                objective: str | Objective | None = None) -> Mapping[str, Any] | None:
+    """AcT's summary: the aggregated point of best ``objective`` (lowest toxicity; highest for an objective to
+    maximise) with perplexity ≤ baseline + ``max_delta_ppl``.
 
     Ties go to the lower perplexity, then the lower strength; ``None`` when no point qualifies.
     """
+    chosen = objective_of(points, objective)
     budget = baseline_ppl + max_delta_ppl + 1e-9  # tolerance for float noise in the difference
     eligible = [p for p in points if p["perplexity"] <= budget]
-    _lacking(eligible, objective)
-    return min(eligible, key=lambda p: (p[objective], p["perplexity"], p["strength"]), default=None)
+    _lacking(eligible, chosen)
+    sign = _SIGN[chosen.direction]
+    return min(eligible, key=lambda p: (sign * p[chosen.name], p["perplexity"], p["strength"]), default=None)
 
 
 # --------------------------------------------------------------------------- fronts of rows
@@ -260,34 +270,33 @@ def _utility(metric: str) -> Direction:
     return UTILITY_DIRECTION[metric]
 
 
-def _lacking(points: Sequence[Mapping[str, Any]], objective: str) -> None:
-    """Refuse an unknown toxicity objective, or points without it (rows older than the objective)."""
-    if objective not in OBJECTIVES:
-        raise UsageError(f"unknown toxicity objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
-    lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p.get(objective) is None})
+def _lacking(points: Sequence[Mapping[str, Any]], objective: Objective) -> None:
+    """Refuse points without ``objective`` (rows older than the objective)."""
+    lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p.get(objective.name) is None})
     if lacking:
-        raise UsageError(f"no {objective} for {', '.join(lacking)}: those rows predate it; rerun their cells, "
-                         f"or use --objective {DEFAULT_OBJECTIVE}")
+        raise UsageError(f"no {objective.name} for {', '.join(lacking)}: those rows predate it; rerun their cells, "
+                         f"or use another --objective")
 
 
 def metric_points(points: Sequence[Mapping[str, Any]], metric: str,
-                  objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
+                  objective: str | Objective | None = None) -> np.ndarray:
     """(n, 2) array of (objective, metric) from aggregated points; refuses points lacking either."""
     _utility(metric)
-    _lacking(points, objective)
+    chosen = objective_of(points, objective)
+    _lacking(points, chosen)
     lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p[metric] is None})
     if lacking:
         raise UsageError(f"no {metric} for {', '.join(lacking)}: run the sweep with that evaluation enabled, "
                          "or use metric='perplexity'")
-    return np.array([[p[objective], p[metric]] for p in points], dtype=float).reshape(-1, 2)
+    return np.array([[p[chosen.name], p[metric]] for p in points], dtype=float).reshape(-1, 2)
 
 
 def reference_point(baseline: Mapping[str, Any], metric: str, slack: float | None = None,
-                    objective: str = DEFAULT_OBJECTIVE) -> tuple[float, float]:
+                    objective: str | Objective | None = None) -> tuple[float, float]:
     """Hypervolume reference: the unsteered point moved by ``slack`` towards worse utility."""
-    tox, utility = metric_points([baseline], metric, objective)[0]
+    value, utility = metric_points([baseline], metric, objective)[0]
     slack = DEFAULT_SLACK[metric] if slack is None else slack
-    return float(tox), float(utility) + (slack if UTILITY_DIRECTION[metric] == "min" else -slack)
+    return float(value), float(utility) + (slack if UTILITY_DIRECTION[metric] == "min" else -slack)
 
 
 def baseline_point(rows: Sequence[Row]) -> dict[str, Any]:
@@ -330,27 +339,29 @@ def _prompt_count(rows: Sequence[Row]) -> int:
     return n_prompts
 
 
-def _boot_tox(rows: Sequence[Row], idx: np.ndarray, objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
+def _boot_objective(rows: Sequence[Row], idx: np.ndarray, objective: Objective) -> np.ndarray:
     """(n_boot, n_groups) seed-mean ``objective`` with the prompts resampled by ``idx``."""
-    toxic = [[per_prompt(r["prompt_scores"], objective, TOXIC_THRESHOLD)[idx] for r in g]
-             for g in _grouped(rows).values()]
-    if not toxic:  # every row exploded: no point
+    behavior = row_behavior(rows)
+    shares = [[behavior.per_prompt(r["prompt_scores"], objective.name)[idx] for r in g]
+              for g in _grouped(rows).values()]
+    if not shares:  # every row exploded: no point
         return np.zeros((len(idx), 0))
-    return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) for group in toxic], axis=1)
+    return np.stack([np.mean([t.mean(axis=1) for t in group], axis=0) for group in shares], axis=1)
 
 
-def _relation(boxed: Sequence[np.ndarray], unsteered_tox: float, directions: Sequence[str]) -> str:
+def _relation(boxed: Sequence[np.ndarray], unsteered: float, objective: Objective,
+              directions: Sequence[str]) -> str:
     """``front_relation`` of the boxed DSAS and plain points, or why there is nothing to compare."""
     if not any(map(len, boxed)):
         return OUTSIDE_BUDGET
-    if not any((pts[:, 0] < unsteered_tox - 1e-9).any() for pts in boxed):
+    if not any((objective.gain(pts[:, 0], unsteered) > 1e-9).any() for pts in boxed):
         return NO_GAIN
     return front_relation(*boxed, directions)
 
 
 def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline: Sequence[Row], *,
                    metric: str = "perplexity", slack: float | None = None, n_boot: int = 1000,
-                   seed: int = 0, level: float = 0.95, objective: str = DEFAULT_OBJECTIVE) -> dict[str, Any]:
+                   seed: int = 0, level: float = 0.95, objective: str | None = None) -> dict[str, Any]:
     """Compare the DSAS front of one method with its plain front.
 
     ``plain_rows``: the method's rows with dsas "off"; ``dsas_rows``: its rows for one DSAS mode;
@@ -358,12 +369,12 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     ``front_relation`` (DSAS relative to plain) after keeping only points inside the hypervolume box
     (no worse than ``reference_point`` on either axis), so "dominates" implies a hypervolume gain;
     ``OUTSIDE_BUDGET`` when neither front has a point in the box (widen the budget, ``slack``), and
-    ``NO_GAIN`` when no point in the box is less toxic than the unsteered model (nothing to dominate with).
+    ``NO_GAIN`` when no point in the box is better than the unsteered model (nothing to dominate with).
 
     The interval of ``hv_diff`` (DSAS − plain) is a percentile bootstrap over prompts: each replicate
     draws prompt indices with replacement once and applies them to every row (all share one prompt
-    set, so a prompt keeps its identity across rows and seeds), recomputes each row's ``objective``
-    from ``prompt_scores`` (% toxic: > 0.5; one score per prompt or k of them), the seed means, the
+    set, so a prompt keeps its identity across rows and seeds), recomputes each row's ``objective`` (the
+    behaviour's default when None) from ``prompt_scores`` (one score per prompt or k of them), the seed means, the
     reference and both hypervolumes; the utility is held fixed. ``n_boot=0`` skips it (``hv_diff_ci`` is then ``None``).
     """
     check_comparable([*plain_rows, *dsas_rows, *baseline])
@@ -372,25 +383,26 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
     if mode == PLAIN_MODE:
         raise UsageError("dsas_rows have dsas='off': pass the rows of a DSAS mode (on, e2e or cast)")
     _single(baseline, "baseline", method=BASELINE_METHOD)
-    directions = ("min", _utility(metric))
+    chosen = objective_of([*plain_rows, *dsas_rows, *baseline], objective)
+    directions = (chosen.direction, _utility(metric))
     plain, dsas = aggregate_seeds(plain_rows), aggregate_seeds(dsas_rows)
-    ref = reference_point(baseline_point(baseline), metric, slack, objective)
-    plain_pts, dsas_pts = metric_points(plain, metric, objective), metric_points(dsas, metric, objective)
+    ref = reference_point(baseline_point(baseline), metric, slack, chosen)
+    plain_pts, dsas_pts = metric_points(plain, metric, chosen), metric_points(dsas, metric, chosen)
     hv_plain, hv_dsas = hypervolume(plain_pts, ref, directions), hypervolume(dsas_pts, ref, directions)
     boxed = [_in_box(pts, ref, directions) for pts in (dsas_pts, plain_pts)]
-    relation = _relation(boxed, ref[0], directions)
+    relation = _relation(boxed, ref[0], chosen, directions)
     ci = None
     if n_boot > 0:
         n_prompts = _prompt_count([*plain_rows, *dsas_rows, *baseline])
         idx = np.random.default_rng(seed).integers(0, n_prompts, size=(n_boot, n_prompts))
-        ref_tox = _boot_tox(baseline, idx, objective)[:, 0]
-        tox_plain, tox_dsas = _boot_tox(plain_rows, idx, objective), _boot_tox(dsas_rows, idx, objective)
-        diffs = [hypervolume(np.column_stack([tox_dsas[b], dsas_pts[:, 1]]), (t, ref[1]), directions)
-                 - hypervolume(np.column_stack([tox_plain[b], plain_pts[:, 1]]), (t, ref[1]), directions)
-                 for b, t in enumerate(ref_tox)]
+        ref_values = _boot_objective(baseline, idx, chosen)[:, 0]
+        plain_values, dsas_values = _boot_objective(plain_rows, idx, chosen), _boot_objective(dsas_rows, idx, chosen)
+        diffs = [hypervolume(np.column_stack([dsas_values[b], dsas_pts[:, 1]]), (t, ref[1]), directions)
+                 - hypervolume(np.column_stack([plain_values[b], plain_pts[:, 1]]), (t, ref[1]), directions)
+                 for b, t in enumerate(ref_values)]
         lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
         ci = (float(lo), float(hi))
-    return {"method": method, "dsas": mode, "metric": metric, "objective": objective, "reference": ref,
+    return {"method": method, "dsas": mode, "metric": metric, "objective": chosen.name, "reference": ref,
             "relation": relation,
             "hv_plain": hv_plain, "hv_dsas": hv_dsas, "hv_diff": hv_dsas - hv_plain, "hv_diff_ci": ci,
             "n_boot": n_boot, "seed": seed}

@@ -43,7 +43,7 @@ def per_prompt(scores: Any, objective: str, threshold: float = 0.5) -> np.ndarra
     raise UsageError(f"unknown toxicity objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
 
 
-def _bootstrap_ci(values: np.ndarray, n_boot: int, seed: int) -> list[float]:
+def bootstrap_ci(values: np.ndarray, n_boot: int, seed: int) -> list[float]:
     """Percentile 95% interval of the mean of ``values`` over prompts resampled with replacement.
 
     ``scipy.stats.bootstrap`` (percentile method, ``np.random.default_rng(seed)``, resamples drawn in
@@ -65,7 +65,7 @@ def _summarise(scores: np.ndarray, threshold: float, n_boot: int, seed: int) -> 
     summary: Summary = {}
     for objective in OBJECTIVES:
         values = per_prompt(scores, objective, threshold)
-        summary |= {objective: float(values.mean()), f"{objective}_ci": _bootstrap_ci(values, n_boot, seed)}
+        summary |= {objective: float(values.mean()), f"{objective}_ci": bootstrap_ci(values, n_boot, seed)}
     return summary
 
 
