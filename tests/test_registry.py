@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import install_plugin, with_plugins
 
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
 from dsas_bench.steering.registry import get_method, method_names
-from helpers import install_plugin, with_plugins
 
 PLUGIN_MODULE = '''
 """A toy steering method: T(h) = -h on the last decoder layer, which negates the logits."""

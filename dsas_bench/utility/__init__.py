@@ -56,4 +56,4 @@ def check_utility(names: Sequence[str], options: Mapping[str, Mapping[str, Any]]
 def build_utility(names: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[UtilityMetric]:
     """The metrics ``names`` (checked by ``check_utility``), each built with its defaults and given options."""
     canonical, checked = check_utility(names, options)
-    return [UTILITY.get(name)({**UTILITY.get(name).defaults, **checked.get(name, {})}) for name in canonical]
+    return [UTILITY.get(name)(checked.get(name)) for name in canonical]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsas_bench.registry import resolve_options
 from dsas_bench.utility import UTILITY
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class UtilityInputs:
 
 class UtilityMetric(ABC):
     """Base of the utility metrics: subclasses set ``fields`` (and ``defaults`` for options) and implement
-    ``measure``; the registry sets ``name``. ``options``: the defaults overridden by the run's options."""
+    ``measure``; the registry sets ``name``. ``options``: the defaults overridden by the given ones, checked."""
 
     name: ClassVar[str] = ""
     fields: ClassVar[tuple[str, ...]] = ()  # the row metrics ``measure`` returns
@@ -43,7 +44,8 @@ class UtilityMetric(ABC):
         cls.name = UTILITY.name_for(cls)  # a built-in's registry name, also when its module is imported directly
 
     def __init__(self, options: Mapping[str, Any] | None = None):
-        self.options: dict[str, Any] = {**self.defaults, **(options or {})}
+        self.options = resolve_options(f"utility metric {self.name!r}", self.defaults, options or {},
+                                       self.option_types)
 
     def check(self, config: Mapping[str, Any]) -> None:  # noqa: B027 (optional: most metrics need no check)
         """Raise a UsageError for what would fail later on this run config (called before any work)."""
