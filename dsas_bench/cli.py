@@ -5,7 +5,7 @@
   dsas-bench leaderboard results/demo         ranked table of methods with and without DSAS
   dsas-bench plot results/demo                Pareto fronts (PNG and SVG)
   dsas-bench explain "some text" --run results/demo   which tokens DSAS steers, per layer
-  dsas-bench ls scalers                       what is registered: methods, scalers, scorers, tasks
+  dsas-bench ls scalers                       what is registered: methods, scalers, scorers, utility, tasks
   dsas-bench lm-eval --intervention DIR --strength 0.5 -- --tasks mmlu   lm-eval's own CLI, steered
   dsas-bench export DIR --format safetensors --out x.safetensors        for llama.cpp, lm-eval, the Hub
 """
@@ -120,6 +120,9 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                        "control set is drawn from the other neutral texts"}),
     (("--scorer",), "scorer", {"help": "the behaviour's scorer: auto, or for toxicity detoxify, roberta-rtc, "
                                "jigsaw-bilstm, profanity; for sentiment vader"}),
+    (("--utility",), "utility", {"type": _list(str), "help": "comma-separated utility metrics measured on the "
+                                 "steered model, in order: perplexity (always), lm-eval (with --lm-eval-tasks) "
+                                 "and plug-ins (`dsas-bench ls utility`)"}),
     (("--lm-eval-tasks",), "lm_eval_tasks", {"type": _list(str), "help": "comma-separated lm-eval tasks, each "
                                              "TASK or TASK:METRIC (default metric acc), e.g. mmlu,hellaswag:acc_norm "
                                              "(local ones in tasks/lm_eval and --lm-eval-include, or registry "
@@ -309,17 +312,23 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _registries() -> dict[str, Any]:
-    """What ``ls`` can list: each extension point's registry."""
-    from dsas_bench.behaviors import BEHAVIORS
-    from dsas_bench.metrics.scorers import SCORERS
-    from dsas_bench.scaler import SCALERS
-    from dsas_bench.steering.registry import METHODS
+# What ``ls`` lists: each extension point's registry, as "module:attr" (imported only when listed).
+REGISTRIES = {
+    "methods": "dsas_bench.steering.registry:METHODS",
+    "scalers": "dsas_bench.scaler:SCALERS",
+    "scorers": "dsas_bench.metrics.scorers:SCORERS",
+    "utility": "dsas_bench.utility:UTILITY",
+    "behaviors": "dsas_bench.behaviors:BEHAVIORS",
+}
+LS_KINDS = (*REGISTRIES, "tasks")
 
-    return {"methods": METHODS, "scalers": SCALERS, "scorers": SCORERS, "behaviors": BEHAVIORS}
 
+def _registry(kind: str) -> Any:
+    """The registry ``ls KIND`` lists."""
+    import importlib
 
-LS_KINDS = ("methods", "scalers", "scorers", "behaviors", "tasks")
+    module, _, name = REGISTRIES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def list_registered(args: argparse.Namespace) -> int:
@@ -332,7 +341,7 @@ def list_registered(args: argparse.Namespace) -> int:
             first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
             print(f"{path.stem:<14} {first}")
         return 0
-    registry = _registries()[kind]
+    registry = _registry(kind)
     for fixed, meaning in registry.fixed.items():
         print(f"{fixed:<14} (built in) {meaning}")
     for entry in registry.entries():
@@ -342,7 +351,9 @@ def list_registered(args: argparse.Namespace) -> int:
             print(f"{entry.name:<14} ({origin}) BROKEN: {entry.error}")
             continue
         options = ", ".join(f"{key}={value!r}" for key, value in entry.target.defaults.items()) or "none"
-        print(f"{entry.name:<14} ({origin}){aliases}; options: {options}{_objectives(entry.target)}")
+        fields = getattr(entry.target, "fields", ())  # what a utility metric writes into the rows
+        writes = f"; writes: {', '.join(fields)}" if fields else ""
+        print(f"{entry.name:<14} ({origin}){aliases}; options: {options}{writes}{_objectives(entry.target)}")
     return 0
 
 
@@ -582,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.set_defaults(handler=export)
 
     ls_parser = commands.add_parser(
-        "ls", help="what is registered: methods, scalers, scorers (plug-ins included) or tasks",
+        "ls", help=f"what is registered (plug-ins included): {', '.join(LS_KINDS)}",
         description="List the registered components of one extension point with their aliases, options and "
                     "defaults; plug-ins are marked with the package that provides them.")
     ls_parser.add_argument("kind", choices=LS_KINDS, help="the extension point to list")

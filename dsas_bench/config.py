@@ -20,6 +20,7 @@ import yaml
 
 from dsas_bench.errors import UsageError
 from dsas_bench.fieldtypes import check_value, declared_types, describe, parse_setting
+from dsas_bench.utility import DEFAULT_UTILITY, check_utility
 
 
 def _tasks_dir() -> Path:
@@ -90,6 +91,8 @@ class RunConfig:
     lm_eval_include: list[str] = field(default_factory=list)  # lm-eval task folders besides tasks/lm_eval
     lm_eval_fewshot: int | None = None
     lm_eval_limit: int | None = None
+    utility: list[str] = field(default_factory=lambda: list(DEFAULT_UTILITY))  # utility metrics, in order
+    utility_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per utility metric
     # execution
     batch_size: int = 16
     output: str = "results/demo"
@@ -121,6 +124,7 @@ class RunConfig:
             raise UsageError(f"unknown backend {self.backend!r}: use loky (local processes) or dask")
         self._validate_workers()
         self.check_steering()
+        self.utility, self.utility_options = check_utility(self.utility, self.utility_options)
         return self
 
     def check_steering(self) -> None:

@@ -96,7 +96,7 @@ def count_work(config: RunConfig, cells: list[Cell]) -> Work:
 def lm_eval_requests(config: RunConfig) -> int:
     """Requests of one cell's lm-eval pass: one per answer choice of a multiple-choice document, else one per
     document."""
-    if not config.lm_eval_tasks:
+    if not config.lm_eval_tasks or "lm-eval" not in config.utility:
         return 0
     from dsas_bench.metrics.lmeval import load_tasks, quiet_lm_eval
 

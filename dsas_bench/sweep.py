@@ -46,7 +46,6 @@ from dsas_bench.errors import UsageError, warn
 from dsas_bench.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
 from dsas_bench.generation import SamplingConfig, generate_continuations
 from dsas_bench.interop.formats import load_method
-from dsas_bench.metrics.lmeval import evaluate_tasks, lmeval_metrics, load_tasks
 from dsas_bench.metrics.perplexity import perplexity
 from dsas_bench.models import LoadedModel, cache_dir, load_model
 from dsas_bench.modules import select_modules
@@ -58,6 +57,8 @@ from dsas_bench.steering.hooks import Scaler, steer
 from dsas_bench.steering.methods.shift import IMPORT_HINT
 from dsas_bench.steering.registry import get_method
 from dsas_bench.strengths import AUTO, grid_for, parse_budget, spaced
+from dsas_bench.utility import build_utility
+from dsas_bench.utility.base import UtilityInputs, UtilityMetric, measure_utility
 
 CALIBRATION_SEED = 0  # the calibration texts: a seeded sample of the neutral texts left after the perplexity ones
 HUB_CONTROL_POOL = 2000  # neutral hub texts streamed past the perplexity texts to sample the control set from
@@ -239,6 +240,11 @@ def _cached_scorer(behavior: str, name: str, options: str) -> Scorer:
     return _cached_behavior(behavior).scorer(name, json.loads(options))
 
 
+def _utility(config: RunConfig) -> list[UtilityMetric]:
+    """The run's utility metrics (``perplexity``, ``lm-eval`` and plug-ins), built with their options."""
+    return build_utility(config.utility, config.utility_options)
+
+
 def _lm(config: RunConfig) -> LoadedModel:
     return _model(config.model, device_for(config.device), config.dtype)
 
@@ -399,35 +405,28 @@ def _run_cell(config: RunConfig, cell: Cell, evaluated: Evaluated | None = None)
         intervention = {"method_options": steering.options, "modules": list(steering.state),
                         "method_diagnostics": steering.diagnostics,
                         "scaler": scaler and {"options": scaler.options, "diagnostics": scaler.diagnostics}}
+    run_config, digest, cell_id = cell_identity(config, cell)
+    utility_inputs = UtilityInputs(lm, inputs.neutral, run_config, getattr(scaler, "per_sequence", False))
     with steer(lm.model, maps, cell.strength, scaler):
         if evaluated is None:
             with _timed(times, "generate"):
                 continuations = generate_continuations(lm, [p.text for p in inputs.prompts], _sampling(config),
                                                        seed=cell.seed, batch_size=config.batch_size,
                                                        samples_per_prompt=config.samples_per_prompt)
-            with _timed(times, "perplexity"):
-                ppl = perplexity(lm, inputs.neutral, max_tokens=config.perplexity_tokens,
-                                 batch_size=config.batch_size)
+            shared = {}
         else:
-            continuations, ppl = evaluated.continuations, evaluated.perplexity
+            continuations, shared = evaluated.continuations, {"perplexity": evaluated.perplexity}
             times.update(evaluated.times)
-        with _timed(times, "lm_eval"):
-            # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
-            # sequences would pool the pads too, so it gets one sequence per batch
-            lm_eval_batch = 1 if getattr(scaler, "per_sequence", False) else config.batch_size
-            lmeval = evaluate_tasks(lm, config.lm_eval_tasks, include_paths=config.lm_eval_include,
-                                    num_fewshot=config.lm_eval_fewshot, limit=config.lm_eval_limit,
-                                    batch_size=lm_eval_batch) \
-                if config.lm_eval_tasks else {}
+        utility = measure_utility(_utility(config), utility_inputs, times, shared)
+    ppl = utility["perplexity"]
     if cell.method != BASELINE:
         exploded = not ppl <= EXPLOSION_FACTOR * _unsteered_perplexity(config)  # NaN too
     with _timed(times, "score"):
         behavior = _behavior(config)
         scored = behavior.scored_row(continuations, scorer.score(continuations), inputs.prompts,
                                      config.samples_per_prompt, cell.seed)
-    run_config, digest, cell_id = cell_identity(config, cell)
     scorer_info = scorer.describe()
-    metrics = {**scored["metrics"], "perplexity": ppl, "perplexity_exploded": exploded, **lmeval_metrics(lmeval)}
+    metrics = {**scored["metrics"], "perplexity": ppl, "perplexity_exploded": exploded, **utility}
     return {
         "cell_id": cell_id, "config_hash": digest, "config": run_config,
         "behavior": behavior.name, "behavior_options": behavior.options,
@@ -504,8 +503,8 @@ def check(config: RunConfig, store: ResultsStore | None) -> None:
     for seed in config.seeds:
         inputs.fit_sets(config, seed)
     _scorer(config)
-    if config.lm_eval_tasks:
-        load_tasks(config.lm_eval_tasks, config.lm_eval_include)
+    for metric in _utility(config):
+        metric.check(dataclasses.asdict(config))
     lm = _lm(config)
     for method in config.methods:
         if get_method(method).imported_only and not config.intervention:

@@ -95,7 +95,7 @@ def baseline_rows(tox: float = 50.0, ppl: float = 10.0, **overrides: Any) -> lis
     return make_sweep("none", "off", {0.0: (tox, ppl)}, **overrides)
 
 
-# -- a plug-in package, installed for a child process ---------------------------------------------
+# -- a plug-in package, installed for a child process ----------------------------------------------
 PLUGIN_PYPROJECT = """
 [build-system]
 requires = ["setuptools"]
@@ -108,15 +108,26 @@ version = "0.1"
 """
 
 
-def install_plugin(tmp_path: Path, package: str, module: str, entry_points: str) -> dict[str, str]:
-    """Install a one-module package declaring ``entry_points`` (pyproject TOML) into a folder of its own;
-    return an environment in which a child Python finds it (and this checkout)."""
+def install_plugin(tmp_path: Path, package: str, module: str,
+                   entry_points: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Install a one-module package (source ``module``) declaring ``entry_points`` (group → name → "module:attr",
+    e.g. {"dsas_bench.scalers": {"half": "my_plugin:Half"}}) with pip into a folder of its own, offline; return
+    an environment in which a child Python finds it (and this checkout) through ``importlib.metadata``."""
     source = tmp_path / package
     (source / package.replace("-", "_")).mkdir(parents=True)
-    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(package=package, entry_points=entry_points))
+    declared = "\n".join(f'[project.entry-points."{group}"]\n' + "".join(f'{name} = "{target}"\n'
+                                                                       for name, target in points.items())
+                         for group, points in entry_points.items())
+    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(package=package, entry_points=declared))
     (source / package.replace("-", "_") / "__init__.py").write_text(textwrap.dedent(module))
     site = tmp_path / f"site-{package}"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(source)], check=True)
     checkout = str(Path(__file__).resolve().parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), checkout]), "HF_HUB_OFFLINE": "1"}
+
+
+def with_plugins(*envs: dict[str, str]) -> dict[str, str]:
+    """One environment in which a child Python finds every package installed by ``install_plugin`` calls."""
+    paths = dict.fromkeys(path for env in envs for path in env["PYTHONPATH"].split(os.pathsep))
+    return {**envs[0], "PYTHONPATH": os.pathsep.join(paths)}

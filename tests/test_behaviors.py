@@ -224,7 +224,7 @@ class Brevity(Behavior):
 
 def test_a_behaviour_from_another_installed_package_runs_and_is_ranked_by_its_objective(tiny_model_dir, tmp_path):
     env = install_plugin(tmp_path, "dsas-bench-brevity", BEHAVIOR_PLUGIN,
-                         '[project.entry-points."dsas_bench.behaviors"]\nbrevity = "dsas_bench_brevity:Brevity"')
+                         {"dsas_bench.behaviors": {"brevity": "dsas_bench_brevity:Brevity"}})
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "behaviors"], env=env, capture_output=True,
                             text=True, check=True)
     assert ("brevity        (plug-in from dsas-bench-brevity); options: unit='words'; objectives: words "

@@ -124,6 +124,7 @@ def test_off_and_on_fit_the_method_once(tiny_model_dir, tmp_path, monkeypatch) -
     fits = []
     real_fit = MeanAcT.fit
     monkeypatch.setattr(MeanAcT, "fit", lambda self, *a, **k: fits.append(self) or real_fit(self, *a, **k))
+    monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path / "cache"))  # counts fits: no other test's in the cache
     config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"], dsas=["off", "on"])
     rows = list(run_sweep(config))
     assert len(fits) == 1 and {row["dsas"] for row in rows} == {"off", "on"}

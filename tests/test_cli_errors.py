@@ -59,6 +59,14 @@ def test_unknown_dsas_mode(run):
     assert "registered DSAS modes: off, on, e2e, cast, gate" in err
 
 
+def test_unknown_or_incomplete_utility(run):
+    code, err, out = run("--utility", "perplexity,bleu")
+    assert code == 2 and "unknown utility metric 'bleu'; registered utility metrics: perplexity, lm-eval" in err
+    assert no_rows(out)
+    code, err, out = run("--utility", "lm-eval")
+    assert code == 2 and "leaves out 'perplexity'" in err and no_rows(out)
+
+
 def test_module_regex_matching_nothing_names_close_modules(run):
     code, err, out = run("--modules", r"model\.layer\.\d+\.post_attention_layernorm")
     assert code == 2 and "matches no module" in err and "model.layers.0.post_attention_layernorm" in err

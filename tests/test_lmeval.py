@@ -144,6 +144,7 @@ def test_real_model_answers_the_demo_questions_above_chance(smollm2):
 def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_model_dir, tmp_path, monkeypatch):
     """lm-eval right-pads its batches and passes no attention mask, so the CAST gate's pooled decisions
     change with the batch size; a sweep therefore gives lm-eval one sequence per batch under the gate."""
+    import dsas_bench.metrics.lmeval
     import dsas_bench.sweep
     from dsas_bench.data import load_texts
     from dsas_bench.modules import select_modules
@@ -167,7 +168,7 @@ def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_m
         batch_sizes.append(kwargs["batch_size"])
         return evaluate_tasks(*args, **kwargs)
 
-    monkeypatch.setattr(dsas_bench.sweep, "evaluate_tasks", spy)
+    monkeypatch.setattr(dsas_bench.metrics.lmeval, "evaluate_tasks", spy)  # what the lm-eval utility calls
     config = tiny_run_config(tiny_model_dir, tmp_path, dsas=["off", "cast"], lm_eval_tasks=["demo_mc"],
                              lm_eval_limit=4, fit_n=16)
     rows = list(dsas_bench.sweep.run_sweep(config))

@@ -1,12 +1,11 @@
 """The method registry: built-ins, aliases, clear errors, and a method from another installed package."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from helpers import install_plugin
+from helpers import install_plugin, with_plugins
 
 from dsas_bench.errors import UsageError
 from dsas_bench.modules import select_modules
@@ -75,7 +74,7 @@ def test_gemma_post_norm_preset_hooks_both_post_norms_like_the_papers_pattern(fa
 
 def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
     env = install_plugin(tmp_path, "dsas-bench-flip", PLUGIN_MODULE,
-                         '[project.entry-points."dsas_bench.methods"]\nflip = "dsas_bench_flip:FlipSign"')
+                         {"dsas_bench.methods": {"flip": "dsas_bench_flip:FlipSign"}})
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "methods"], env=env, capture_output=True,
                             text=True, check=True)
     assert "flip" in listed.stdout.split()
@@ -95,8 +94,12 @@ def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
 
 
 SCALER_PLUGIN = '''
-"""A toy scaler: s ≡ 0.5 everywhere, so λ = 1 with it steers exactly like λ = 0.5 without."""
+"""A toy scaler, s ≡ 0.5 everywhere, so λ = 1 with it steers exactly like λ = 0.5 without; and a toy utility
+metric, the mean loss of the first neutral texts under the steering active when it is measured."""
+import torch
+
 from dsas_bench.scaler.base import ScalerBase
+from dsas_bench.utility.base import UtilityMetric
 
 
 class Half(ScalerBase):
@@ -119,22 +122,43 @@ class Half(ScalerBase):
 
     def scales(self, module, h, context):
         return h.new_full((*h.shape[:-1], 1), self.options["value"])
+
+
+class SteeredLoss(UtilityMetric):
+    fields = ("steered_loss",)
+    defaults = {"n_texts": 2}
+
+    def measure(self, inputs):
+        losses = []
+        with torch.inference_mode():
+            for text in inputs.texts[:self.options["n_texts"]]:
+                ids = inputs.lm.tokenizer(text, return_tensors="pt").input_ids.to(inputs.lm.device)
+                losses.append(inputs.lm.model(input_ids=ids, labels=ids).loss.item())
+        return {"steered_loss": sum(losses) / len(losses)}
 '''
 BROKEN_PLUGIN = "raise RuntimeError('this plug-in is broken')"
 QUICK_LINEAS = "method_options: {lineas: {steps: 3}, iti: {top_k: 4}}\n"
 
 
-def test_scaler_from_another_installed_package_wraps_every_method(tmp_path, tiny_model_dir):
-    env = install_plugin(tmp_path, "dsas-bench-half", SCALER_PLUGIN,
-                         '[project.entry-points."dsas_bench.scalers"]\nhalf = "dsas_bench_half:Half"')
-    broken = install_plugin(tmp_path, "dsas-bench-broken", BROKEN_PLUGIN,
-                            '[project.entry-points."dsas_bench.scalers"]\nbroken = "dsas_bench_broken:Nothing"')
-    env["PYTHONPATH"] = os.pathsep.join([broken["PYTHONPATH"], env["PYTHONPATH"]])
+def test_scaler_and_utility_metric_from_another_installed_package_with_every_method(tmp_path, tiny_model_dir):
+    env = with_plugins(
+        install_plugin(tmp_path, "dsas-bench-half", SCALER_PLUGIN,
+                       {"dsas_bench.scalers": {"half": "dsas_bench_half:Half"},
+                        "dsas_bench.utility": {"steered-loss": "dsas_bench_half:SteeredLoss"}}),
+        install_plugin(tmp_path, "dsas-bench-broken", BROKEN_PLUGIN,
+                       {"dsas_bench.scalers": {"broken": "dsas_bench_broken:Nothing"},
+                        "dsas_bench.utility": {"broken-metric": "dsas_bench_broken:Nothing"}}))
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "scalers"], env=env, capture_output=True,
                             text=True, check=True)
     assert "half           (plug-in from dsas-bench-half); options: value=0.5" in listed.stdout
     assert "plug-in 'broken' from dsas-bench-broken failed to load" in listed.stderr  # named, not a traceback
     assert "on             (built in)" in listed.stdout and "broken" not in listed.stdout
+    listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "utility"], env=env, capture_output=True,
+                            text=True, check=True)
+    assert ("steered-loss   (plug-in from dsas-bench-half); options: n_texts=2; writes: steered_loss"
+            in listed.stdout)
+    assert "perplexity     (built in)" in listed.stdout and "lm-eval        (built in)" in listed.stdout
+    assert "plug-in 'broken-metric' from dsas-bench-broken failed to load" in listed.stderr
     nosuch = subprocess.run([sys.executable, "-m", "dsas_bench", "run", "--dsas", "nosuch"], env=env,
                             capture_output=True, text=True)
     assert nosuch.returncode == 2 and "off, on, e2e, cast, gate, half" in nosuch.stderr
@@ -143,11 +167,14 @@ def test_scaler_from_another_installed_package_wraps_every_method(tmp_path, tiny
     output = tmp_path / "results"
     methods = [name for name in method_names() if not get_method(name).imported_only]  # all fitted ones
     ran = subprocess.run([sys.executable, "-m", "dsas_bench", "sweep", "--task", str(task), "--methods",
-                          ",".join(methods), "--dsas-modes", "off,half", "--strengths", "0.5,1", "--model",
-                          str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "3",
+                          ",".join(methods), "--dsas-modes", "off,half", "--strengths", "0.5,1",
+                          "--utility", "perplexity,lm-eval,steered-loss", "--set",
+                          "utility_options={steered-loss: {n_texts: 3}}", "--model", str(tiny_model_dir),
+                          "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "3",
                           "--max-new-tokens", "4", "--fit-n", "8", "--device", "cpu", "--quiet", "--no-plot",
                           "--output", str(output)], env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
+    assert "plug-in 'broken' from dsas-bench-broken failed to load" in ran.stderr  # and the built-ins still run
     rows = {(row["method"], row["dsas"], row["strength"]): row
             for row in map(json.loads, (output / "results.jsonl").read_text().splitlines())}
     for method in methods:  # h + 1 · 0.5 · (T(h) − h) is h + 0.5 · (T(h) − h): the same continuations
@@ -155,3 +182,8 @@ def test_scaler_from_another_installed_package_wraps_every_method(tmp_path, tiny
         assert half["continuations"] == plain["continuations"], method
         assert half["metrics"]["perplexity"] == pytest.approx(plain["metrics"]["perplexity"], rel=1e-5), method
         assert half["intervention"]["scaler"]["options"] == {"value": 0.5}
+        # the plug-in metric is measured with the hooks active: like perplexity, it moves with λ and agrees
+        assert half["metrics"]["steered_loss"] == pytest.approx(plain["metrics"]["steered_loss"], rel=1e-5), method
+        assert plain["metrics"]["steered_loss"] != rows[("none", "off", 0.0)]["metrics"]["steered_loss"], method
+    assert all(row["config"]["utility_options"] == {"steered-loss": {"n_texts": 3}} for row in rows.values())
+    assert all(row["metrics"]["accuracy"] is None for row in rows.values())  # lm-eval: no tasks, no evaluation

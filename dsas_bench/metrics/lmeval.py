@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +28,7 @@ import torch
 from dsas_bench.config import TASKS_DIR
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.utility.base import UtilityInputs, UtilityMetric
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
@@ -232,3 +233,25 @@ def lmeval_metrics(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     known = values and None not in errors
     return {"lmeval": results, "accuracy": sum(values) / len(values) if values else None,
             "accuracy_stderr": math.sqrt(sum(e * e for e in errors)) / len(errors) if known else None}
+
+
+class LmEvalAccuracy(UtilityMetric):
+    """The ``lm-eval`` utility metric: lm-eval's numbers on the run's ``lm_eval_tasks`` (none evaluated without
+    tasks: the fields are then empty), with its ``lm_eval_include``, ``lm_eval_fewshot`` and ``lm_eval_limit``."""
+
+    fields = ("lmeval", "accuracy", "accuracy_stderr")
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        if config["lm_eval_tasks"]:
+            load_tasks(config["lm_eval_tasks"], config["lm_eval_include"])
+
+    def measure(self, inputs: UtilityInputs) -> dict[str, Any]:
+        config = inputs.config
+        if not config["lm_eval_tasks"]:
+            return lmeval_metrics({})
+        # lm-eval right-pads its batches and passes no attention mask: a gate pooling whole
+        # sequences would pool the pads too, so it gets one sequence per batch
+        return lmeval_metrics(evaluate_tasks(inputs.lm, config["lm_eval_tasks"],
+                                             include_paths=config["lm_eval_include"],
+                                             num_fewshot=config["lm_eval_fewshot"], limit=config["lm_eval_limit"],
+                                             batch_size=1 if inputs.per_sequence else config["batch_size"]))

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from dsas_bench.activations import batches, real_positions
 from dsas_bench.errors import UsageError
 from dsas_bench.models import LoadedModel
+from dsas_bench.utility.base import UtilityInputs, UtilityMetric
 
 MAX_TOKENS = 50
 
@@ -64,3 +65,14 @@ def perplexity(lm: LoadedModel, texts: Sequence[str], *, max_tokens: int = MAX_T
     """Mean over texts of each text's perplexity (see ``per_text_perplexity``)."""
     return float(per_text_perplexity(lm, texts, max_tokens=max_tokens, batch_size=batch_size,
                                      progress=progress).mean())
+
+
+class Perplexity(UtilityMetric):
+    """The ``perplexity`` utility metric: the mean perplexity of the run's neutral texts, each cut to
+    ``perplexity_tokens`` tokens (the strength-batched passes measure it in their shared batches)."""
+
+    fields = ("perplexity",)
+
+    def measure(self, inputs: UtilityInputs) -> dict[str, float]:
+        return {"perplexity": perplexity(inputs.lm, inputs.texts, max_tokens=inputs.config["perplexity_tokens"],
+                                         batch_size=inputs.config["batch_size"])}
