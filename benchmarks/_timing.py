@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import torch
 
-from dsas_bench.data import FitSets, load_texts
+from dsas_bench.core.data import FitSets, load_texts
 
 T = TypeVar("T")
 Times = tuple[float, float]  # wall-clock and CPU seconds

@@ -23,9 +23,9 @@ from _timing import machine, table
 from dsas_bench.analysis import aggregate_seeds, baseline_point
 from dsas_bench.analysis.leaderboard import budget_of
 from dsas_bench.analysis.pareto import BASELINE_METHOD, act_summary, exploded, objective_of
-from dsas_bench.config import load_config
-from dsas_bench.results import ResultsStore
-from dsas_bench.sweep import run_sweep
+from dsas_bench.run.config import load_config
+from dsas_bench.run.results import ResultsStore
+from dsas_bench.run.sweep import run_sweep
 
 MIN_POINTS = 2  # points within the budget every (method, DSAS mode) must have
 

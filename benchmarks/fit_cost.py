@@ -17,11 +17,11 @@ from statistics import median
 import torch
 from _timing import demo_fit_sets, fresh_cache, interleaved, peak_rss, script_parser, start, table, timed
 
-from dsas_bench.data import FitSets
-from dsas_bench.models import LoadedModel, load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.data import FitSets
+from dsas_bench.core.models import LoadedModel, load_model
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.scalers import fit_scaler
 
 PAPER_STEPS = 1000
 Measurement = tuple[float, float, float]  # wall seconds, CPU seconds, peak RSS growth in MiB

@@ -27,14 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from dsas_bench.data import fit_sets, load_jigsaw, load_prompts, load_texts  # noqa: E402
-from dsas_bench.errors import UsageError  # noqa: E402
-from dsas_bench.models import LoadedModel, load_model  # noqa: E402
-from dsas_bench.modules import select_modules  # noqa: E402
-from dsas_bench.scaler import fit_scaler  # noqa: E402
-from dsas_bench.scaler.base import ScalerBase  # noqa: E402
-from dsas_bench.steering.hooks import SteeringMap, steer  # noqa: E402
-from dsas_bench.steering.registry import get_method  # noqa: E402
+from dsas_bench.core.data import fit_sets, load_jigsaw, load_prompts, load_texts  # noqa: E402
+from dsas_bench.core.errors import UsageError  # noqa: E402
+from dsas_bench.core.hooks import SteeringMap, steer  # noqa: E402
+from dsas_bench.core.models import LoadedModel, load_model  # noqa: E402
+from dsas_bench.core.modules import select_modules  # noqa: E402
+from dsas_bench.methods import get_method  # noqa: E402
+from dsas_bench.scalers import fit_scaler  # noqa: E402
+from dsas_bench.scalers.base import ScalerBase  # noqa: E402
 
 METHODS = ("linacts", "meanacts", "actadd", "iti", "lineas")
 # Quick fits: throughput depends on the maps' shape, not on how well they were fitted.

@@ -21,12 +21,12 @@ from statistics import median
 import torch
 from _timing import demo_fit_sets, fresh_cache, interleaved, ratio, script_parser, start, table, timed
 
-from dsas_bench.data import load_prompts
-from dsas_bench.models import LoadedModel, load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler
-from dsas_bench.steering.hooks import Scaler, SteeringMap, steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.data import load_prompts
+from dsas_bench.core.hooks import Scaler, SteeringMap, steer
+from dsas_bench.core.models import LoadedModel, load_model
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.scalers import fit_scaler
 
 STRENGTH = 0.5
 INNER = 20  # passes per timed call of the µs-scale "hooks alone" workloads

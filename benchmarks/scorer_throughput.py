@@ -22,9 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from dsas_bench.errors import UsageError  # noqa: E402
-from dsas_bench.metrics.scorers import AUTO, get_scorer, scorer_names  # noqa: E402
-from dsas_bench.metrics.scorers.base import ToxicityScorer  # noqa: E402
+from dsas_bench.behaviors.toxicity.scorers import AUTO, get_scorer, scorer_names  # noqa: E402
+from dsas_bench.behaviors.toxicity.scorers.base import ToxicityScorer  # noqa: E402
+from dsas_bench.core.errors import UsageError  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jigsaw" / "train.csv"
 

@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from _timing import demo_fit_sets, fresh_cache, interleaved, ratio, script_parser, start, table, timed
 
-from dsas_bench.data import load_prompts, load_texts
-from dsas_bench.evaluate import evaluate_strengths
-from dsas_bench.generation import SamplingConfig, generate_continuations
-from dsas_bench.metrics.perplexity import per_text_perplexity
-from dsas_bench.models import LoadedModel, load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler
-from dsas_bench.steering.hooks import Scaler, SteeringMap, steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.data import load_prompts, load_texts
+from dsas_bench.core.generation import SamplingConfig, generate_continuations
+from dsas_bench.core.hooks import Scaler, SteeringMap, steer
+from dsas_bench.core.models import LoadedModel, load_model
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.run.evaluate import evaluate_strengths
+from dsas_bench.scalers import fit_scaler
+from dsas_bench.utility.perplexity import per_text_perplexity
 
 Intervention = tuple[dict[str, SteeringMap], Scaler | None]
 

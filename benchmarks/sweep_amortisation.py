@@ -23,8 +23,8 @@ from typing import Any
 
 from _timing import fresh_cache, interleaved, machine, table
 
-from dsas_bench.config import load_config
-from dsas_bench.sweep import BASELINE, Cell, run_cell
+from dsas_bench.run.config import load_config
+from dsas_bench.run.sweep import BASELINE, Cell, run_cell
 
 Rows = list[dict[str, Any]]
 STAGES = ("fit", "generate", "perplexity", "score")

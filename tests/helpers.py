@@ -15,10 +15,10 @@ from torch import Tensor
 
 import dsas_bench
 from dsas_bench.cli import main
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
 
 # -- a finished run and its images ----------------------------------------------------------------
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

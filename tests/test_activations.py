@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsas_bench.activations import pooled_activations
-from dsas_bench.models import cache_dir, load_model
-from dsas_bench.steering.maps import ShiftMap
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.models import cache_dir, load_model
+from dsas_bench.methods.maps import ShiftMap
 
 TEXTS = ["The weather today is", "Hi", "A much longer sentence that sets the padding of the batch"]
 MODULES = ["model.layers.0.post_attention_layernorm", "model.layers.1"]

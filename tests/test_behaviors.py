@@ -14,15 +14,15 @@ from helpers import install_plugin, make_row
 
 from dsas_bench.analysis import compare_fronts, hypervolume, leaderboard, write_leaderboard
 from dsas_bench.analysis.pareto import act_summary, aggregate_seeds
+from dsas_bench.analysis.plots import pareto_figure
 from dsas_bench.behaviors import BEHAVIORS, get_behavior, row_behavior
+from dsas_bench.behaviors.toxicity.scorers import get_scorer
+from dsas_bench.behaviors.toxicity.summary import toxicity_summary
 from dsas_bench.cli import build_parser, main
-from dsas_bench.config import load_config
-from dsas_bench.data import load_prompts
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.scorers import get_scorer
-from dsas_bench.metrics.toxicity import toxicity_summary
-from dsas_bench.plots import pareto_figure
-from dsas_bench.sweep import run_sweep
+from dsas_bench.core.data import load_prompts
+from dsas_bench.core.errors import UsageError
+from dsas_bench.run.config import load_config
+from dsas_bench.run.sweep import run_sweep
 
 
 # -- the registry and options ------------------------------------------------------------------------
@@ -186,7 +186,7 @@ BEHAVIOR_PLUGIN = '''
 import numpy as np
 
 from dsas_bench.behaviors.base import Behavior, Objective, as_grid, prompt_major, summarised
-from dsas_bench.data import load_prompts, load_texts
+from dsas_bench.core.data import load_prompts, load_texts
 
 
 class Words:

@@ -9,15 +9,15 @@ import pytest
 import yaml
 from conftest import tiny_run_config
 
-import dsas_bench.calibration
-from dsas_bench.calibration import MAX_GROWTH, find_lambda_max
+import dsas_bench.run.calibration
 from dsas_bench.cli import build_parser, main, summary_table
-from dsas_bench.config import load_config
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.perplexity import perplexity
-from dsas_bench.steering.hooks import steer
-from dsas_bench.strengths import Budget, grid_for, parse_budget, spaced
-from dsas_bench.sweep import _inputs, _lm, calibrated, fitted, plan, run_sweep
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import steer
+from dsas_bench.run.calibration import MAX_GROWTH, find_lambda_max
+from dsas_bench.run.config import load_config
+from dsas_bench.run.strengths import Budget, grid_for, parse_budget, spaced
+from dsas_bench.run.sweep import _inputs, _lm, calibrated, fitted, plan, run_sweep
+from dsas_bench.utility.perplexity import perplexity
 
 GRID = "linacts=0.25,0.5,1;actadd=1,2,4;iti:on=0.5,1"
 
@@ -104,8 +104,8 @@ def test_rows_record_the_calibration_and_a_rerun_makes_no_probe(trained_tiny_mod
     config = tiny_run_config(trained_tiny_model_dir, tmp_path, methods=["meanacts"], strengths="auto",
                              n_strengths=2, max_delta_ppl="5%", prompts=str(prompts))
     probes = []
-    real = dsas_bench.calibration.perplexity
-    monkeypatch.setattr(dsas_bench.calibration, "perplexity", lambda *a, **k: probes.append(1) or real(*a, **k))
+    real = dsas_bench.run.calibration.perplexity
+    monkeypatch.setattr(dsas_bench.run.calibration, "perplexity", lambda *a, **k: probes.append(1) or real(*a, **k))
     rows = list(run_sweep(config))
     assert len(probes) > 2
     steered = [row for row in rows if row["method"] == "meanacts"]
@@ -119,7 +119,7 @@ def test_rows_record_the_calibration_and_a_rerun_makes_no_probe(trained_tiny_mod
 
 
 def test_off_and_on_fit_the_method_once(tiny_model_dir, tmp_path, monkeypatch) -> None:
-    from dsas_bench.steering.methods.linear_act import MeanAcT
+    from dsas_bench.methods.linear_act import MeanAcT
 
     fits = []
     real_fit = MeanAcT.fit
@@ -160,7 +160,7 @@ def hand_row(method: str, dsas: str, strength: float, tox: float, ppl: float, **
 
 
 def test_pareto_plot_titles_show_lambda_max_and_the_prompt_file_by_name() -> None:
-    from dsas_bench.plots import pareto_figure
+    from dsas_bench.analysis.plots import pareto_figure
 
     calibration = {"lambda_max": 0.42, "budget": "+5%"}
     rows = [hand_row("none", "off", 0.0, 20.0, 10.0), hand_row("linacts", "off", 0.42, 10.0, 10.5,

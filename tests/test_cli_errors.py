@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from dsas_bench.cli import main
-from dsas_bench.modules import select_modules
-from dsas_bench.results import ResultsStore, load_rows
-from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets
+from dsas_bench.run.results import ResultsStore, load_rows
 
 
 @pytest.fixture

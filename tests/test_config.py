@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 import pytest
 
-from dsas_bench.config import TASKS_DIR, RunConfig, field_types, load_config, parse_settings
-from dsas_bench.errors import UsageError
-from dsas_bench.fieldtypes import check_value
-from dsas_bench.generation import SamplingConfig
-from dsas_bench.sweep import _inputs
+from dsas_bench.core.data import TASKS_DIR
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.fieldtypes import check_value
+from dsas_bench.core.generation import SamplingConfig
+from dsas_bench.run.config import RunConfig, field_types, load_config, parse_settings
+from dsas_bench.run.sweep import _inputs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

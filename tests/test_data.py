@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsas_bench.data import (
+from dsas_bench.core.data import (
     DEMO_DIR,
     JIGSAW_LABELS,
     FitSets,
@@ -18,7 +18,7 @@ from dsas_bench.data import (
     load_prompts,
     load_texts,
 )
-from dsas_bench.errors import UsageError
+from dsas_bench.core.errors import UsageError
 
 JIGSAW_HEADER = "id,comment_text," + ",".join(JIGSAW_LABELS)
 

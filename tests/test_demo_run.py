@@ -14,7 +14,7 @@ import pytest
 from helpers import is_png
 
 from dsas_bench.cli import main
-from dsas_bench.strengths import spaced
+from dsas_bench.run.strengths import spaced
 
 pytestmark = pytest.mark.slow
 

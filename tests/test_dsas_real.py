@@ -9,14 +9,14 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dsas_bench.activations import pooled_activations
-from dsas_bench.data import load_prompts
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler
-from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.methods.lineas import sorted_w2
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.data import load_prompts
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets
+from dsas_bench.methods.lineas import sorted_w2
+from dsas_bench.methods.maps import ShiftMap
+from dsas_bench.scalers import fit_scaler
 
 pytestmark = pytest.mark.slow
 

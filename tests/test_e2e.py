@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import dsas_bench
-from dsas_bench.activations import pooled_activations
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler, load_scaler
-from dsas_bench.scaler.dsas import LinearScaler
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
+from dsas_bench.scalers import fit_scaler, load_scaler
+from dsas_bench.scalers.dsas import LinearScaler
 
 DEMO = Path(dsas_bench.__file__).parent / "data" / "demo"
 NEUTRAL = DEMO.joinpath("neutral.txt").read_text().splitlines()

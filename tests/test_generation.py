@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from dsas_bench.errors import UsageError
-from dsas_bench.generation import RowGumbelSampler, SamplingConfig, generate_continuations
-from dsas_bench.steering.hooks import hook_count, steer
-from dsas_bench.steering.maps import ShiftMap
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.generation import RowGumbelSampler, SamplingConfig, generate_continuations
+from dsas_bench.core.hooks import hook_count, steer
+from dsas_bench.methods.maps import ShiftMap
 
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?", "Once upon"]
 SHORT = SamplingConfig(max_new_tokens=8)
@@ -91,7 +91,7 @@ def test_one_sample_per_prompt_keeps_its_stream_and_more_samples_keep_the_first(
     K > 1, sample 0 of a prompt is its K = 1 continuation and the other samples draw streams of their own."""
     import numpy as np
 
-    from dsas_bench.generation import row_generator
+    from dsas_bench.core.generation import row_generator
 
     for seed, index in [(0, 0), (3, 7), (12, 1)]:
         state = int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from dsas_bench.steering.hooks import HookManager, SteeringMap, hook_count, pool, steer
+from dsas_bench.core.hooks import HookManager, SteeringMap, hook_count, pool, steer
 
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
 

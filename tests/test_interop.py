@@ -13,19 +13,19 @@ from conftest import tiny_run_config
 from safetensors import safe_open
 
 from dsas_bench.cli import main
-from dsas_bench.data.loaders import FitSets
-from dsas_bench.errors import UsageError
-from dsas_bench.interop.formats import load_method
+from dsas_bench.core.data import FitSets
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.models import load_model
+from dsas_bench.core.modules import select_modules
+from dsas_bench.formats import load_method
 from dsas_bench.interop.intervention import load_any
 from dsas_bench.interop.lmeval_model import run_lm_eval_cli
-from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR
-from dsas_bench.models import load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.methods.actadd import ActAdd
-from dsas_bench.steering.methods.linear_act import MeanAcT
-from dsas_bench.sweep import load_intervention, run_sweep, save_intervention
+from dsas_bench.methods.actadd import ActAdd
+from dsas_bench.methods.linear_act import MeanAcT
+from dsas_bench.methods.maps import ShiftMap
+from dsas_bench.run.sweep import load_intervention, run_sweep, save_intervention
+from dsas_bench.utility.lmeval import DEFAULT_TASKS_DIR
 
 LIMIT = 8
 TEXT = "The weather is nice today, you idiot."

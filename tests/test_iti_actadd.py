@@ -8,12 +8,12 @@ import torch
 from helpers import KIND, TOXIC
 from sklearn.linear_model import LogisticRegression
 
-from dsas_bench.activations import pooled_activations
-from dsas_bench.errors import UsageError
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.methods.iti import probe_accuracy
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
+from dsas_bench.methods.iti import probe_accuracy
 
 SETS = FitSets([*TOXIC, *(t + "!" for t in TOXIC)], [*KIND, *(t + "!" for t in KIND)])
 
@@ -122,7 +122,7 @@ def test_actadd_puts_a_prefix_before_the_contrast_prompts_when_the_tokenizer_add
 def test_actadd_adds_no_prefix_when_the_tokenizer_starts_with_its_own_bos(tiny_lm):
     from tokenizers.processors import TemplateProcessing
 
-    from dsas_bench.steering.methods.actadd import contrast_prefix
+    from dsas_bench.methods.actadd import contrast_prefix
 
     assert tiny_lm.tokenizer("<eos>Love")["input_ids"][0] == tiny_lm.tokenizer.eos_token_id  # a special token
     tokenizer = copy.deepcopy(tiny_lm.tokenizer)
@@ -154,7 +154,7 @@ def test_actadd_prompt_start_adds_the_position_wise_difference_at_the_first_posi
 def test_rows_record_the_iti_options_and_the_number_of_heads_kept(tiny_model_dir, tmp_path):
     from conftest import tiny_run_config
 
-    from dsas_bench.sweep import run_sweep
+    from dsas_bench.run.sweep import run_sweep
 
     config = tiny_run_config(tiny_model_dir, tmp_path, methods=["iti"],
                              method_options={"iti": {"top_k": 0.25, "positions": "from-last-prompt-token"}})

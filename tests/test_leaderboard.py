@@ -13,7 +13,7 @@ from helpers import baseline_rows, make_sweep
 from dsas_bench.analysis import COLUMNS, leaderboard, write_leaderboard
 from dsas_bench.analysis.pareto import NO_GAIN
 from dsas_bench.behaviors import get_behavior
-from dsas_bench.errors import UsageError
+from dsas_bench.core.errors import UsageError
 
 
 def sweep() -> list[dict[str, Any]]:

@@ -5,12 +5,12 @@ import pytest
 import torch
 from helpers import KIND, TOXIC
 
-from dsas_bench.activations import pooled_activations
-from dsas_bench.errors import UsageError
-from dsas_bench.models import LoadedModel
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.models import LoadedModel
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
 
 
 @pytest.fixture(scope="module")

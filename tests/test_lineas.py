@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from dsas_bench.activations import pooled_activations
-from dsas_bench.errors import UsageError
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import HookManager, StopForward, steer
-from dsas_bench.steering.methods.lineas import shrink, sorted_w2
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.activations import pooled_activations
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import HookManager, StopForward, steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
+from dsas_bench.methods.lineas import shrink, sorted_w2
 
 TOXIC = ["you are a stupid idiot", "shut up, you worthless fool", "what a pathetic loser you are",
          "I hate you and your dumb face", "go away, you disgusting moron", "nobody likes you, idiot",

@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import tiny_run_config
 
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, load_tasks, task_config
-from dsas_bench.steering.hooks import hook_count, steer
-from dsas_bench.steering.maps import ShiftMap
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import hook_count, steer
+from dsas_bench.methods.maps import ShiftMap
+from dsas_bench.utility.lmeval import DEFAULT_TASKS_DIR, evaluate_tasks, load_tasks, task_config
 
 TASK_YAML = """
 task: {name}
@@ -144,12 +144,12 @@ def test_real_model_answers_the_demo_questions_above_chance(smollm2):
 def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_model_dir, tmp_path, monkeypatch):
     """lm-eval right-pads its batches and passes no attention mask, so the CAST gate's pooled decisions
     change with the batch size; a sweep therefore gives lm-eval one sequence per batch under the gate."""
-    import dsas_bench.metrics.lmeval
-    import dsas_bench.sweep
-    from dsas_bench.data import load_texts
-    from dsas_bench.modules import select_modules
-    from dsas_bench.scaler import fit_scaler
-    from dsas_bench.steering.base import FitSets
+    import dsas_bench.run.sweep
+    import dsas_bench.utility.lmeval
+    from dsas_bench.core.data import load_texts
+    from dsas_bench.core.modules import select_modules
+    from dsas_bench.methods.base import FitSets
+    from dsas_bench.scalers import fit_scaler
 
     modules = select_modules(tiny_lm.model, "post-attn-norm")
     sets = FitSets(*(load_texts(kind=kind)[:40] for kind in ("toxic", "nontoxic", "neutral")))
@@ -168,10 +168,10 @@ def test_a_per_sequence_gate_is_evaluated_one_sequence_at_a_time(tiny_lm, tiny_m
         batch_sizes.append(kwargs["batch_size"])
         return evaluate_tasks(*args, **kwargs)
 
-    monkeypatch.setattr(dsas_bench.metrics.lmeval, "evaluate_tasks", spy)  # what the lm-eval utility calls
+    monkeypatch.setattr(dsas_bench.utility.lmeval, "evaluate_tasks", spy)  # what the lm-eval utility calls
     config = tiny_run_config(tiny_model_dir, tmp_path, dsas=["off", "cast"], lm_eval_tasks=["demo_mc"],
                              lm_eval_limit=4, fit_n=16)
-    rows = list(dsas_bench.sweep.run_sweep(config))
+    rows = list(dsas_bench.run.sweep.run_sweep(config))
     assert [(row["dsas"], size) for row, size in zip(rows, batch_sizes, strict=True)] == [
         ("off", 16), ("off", 16), ("cast", 1)]
 
@@ -210,7 +210,7 @@ def lm_eval_own(model_dir: Path, folder: Path, tasks: list[str], batch_size: int
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from dsas_bench.models import load_model
+    from dsas_bench.core.models import load_model
 
     lm = load_model(str(model_dir), device="cpu", dtype="float32")
     model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size, device="cpu")

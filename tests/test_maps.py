@@ -4,9 +4,9 @@ see the right positions under left padding, KV-cached and uncached generation.""
 import pytest
 import torch
 
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.hooks import SteeringMap, TokenContext, steer
-from dsas_bench.steering.maps import ShiftMap, SupportedAffineMap
+from dsas_bench.core.hooks import SteeringMap, TokenContext, steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods.maps import ShiftMap, SupportedAffineMap
 
 PROMPTS = ["The weather today is", "Hi", "A much longer prompt that needs no padding at all, right?"]
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from helpers import PROMPTS, demo_lines, fitted, logits
 
-from dsas_bench.errors import UsageError
-from dsas_bench.models import load_model
-from dsas_bench.steering.base import STATE_FORMAT, FitSets, SteeringMethod
-from dsas_bench.steering.registry import get_method, method_names
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.models import load_model
+from dsas_bench.methods import get_method, method_names
+from dsas_bench.methods.base import STATE_FORMAT, FitSets, SteeringMethod
 
 
 @pytest.fixture(scope="module")

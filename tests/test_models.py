@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dsas_bench.errors import UsageError
-from dsas_bench.models import load_model, model_source, resolve_device, resolve_dtype, smollm2_gguf_path
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.models import load_model, model_source, resolve_device, resolve_dtype, smollm2_gguf_path
 
 
 def test_a_local_folder_loads_in_eval_mode_with_left_padding(tiny_model_dir):

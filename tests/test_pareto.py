@@ -20,7 +20,7 @@ from dsas_bench.analysis import (
     pareto_front,
     select_rows,
 )
-from dsas_bench.errors import UsageError
+from dsas_bench.core.errors import UsageError
 
 # ----------------------------------------------------------------------------- pareto_front
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.perplexity import per_text_perplexity, perplexity
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets
+from dsas_bench.utility.perplexity import per_text_perplexity, perplexity
 
 TEXTS = ["The cat sat on the mat.", "Hi there", "A much longer sentence about the weather, which was mild and dry.",
          "Paris is the capital of France.", "ok"]

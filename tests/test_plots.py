@@ -11,8 +11,8 @@ import pytest
 from helpers import baseline_rows, make_row, make_sweep
 from matplotlib.container import ErrorbarContainer
 
-from dsas_bench.errors import UsageError
-from dsas_bench.plots import pareto_figure, plot_pareto
+from dsas_bench.analysis.plots import pareto_figure, plot_pareto
+from dsas_bench.core.errors import UsageError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

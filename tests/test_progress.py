@@ -1,6 +1,6 @@
 """Progress bars: none for short loops, on for long ones, off inside quiet() (and restored after)."""
 
-from dsas_bench.progress import bar, quiet
+from dsas_bench.core.progress import bar, quiet
 
 
 def test_short_loops_get_no_bar_long_ones_do():

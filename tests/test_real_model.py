@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from dsas_bench.data import balanced_sample, load_texts
-from dsas_bench.metrics.perplexity import per_text_perplexity
-from dsas_bench.models import load_model
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.base import FitSets
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
+from dsas_bench.core.data import balanced_sample, load_texts
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.models import load_model
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.methods.base import FitSets
+from dsas_bench.utility.perplexity import per_text_perplexity
 
 pytestmark = pytest.mark.slow
 

@@ -7,14 +7,14 @@ import sys
 import pytest
 from helpers import install_plugin, with_plugins
 
-from dsas_bench.errors import UsageError
-from dsas_bench.modules import select_modules
-from dsas_bench.steering.registry import get_method, method_names
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method, method_names
 
 PLUGIN_MODULE = '''
 """A toy steering method: T(h) = -h on the last decoder layer, which negates the logits."""
-from dsas_bench.steering.base import SteeringMethod
-from dsas_bench.steering.hooks import SteeringMap
+from dsas_bench.methods.base import SteeringMethod
+from dsas_bench.core.hooks import SteeringMap
 
 
 class Negate(SteeringMap):
@@ -98,7 +98,7 @@ SCALER_PLUGIN = '''
 metric, the mean loss of the first neutral texts under the steering active when it is measured."""
 import torch
 
-from dsas_bench.scaler.base import ScalerBase
+from dsas_bench.scalers.base import ScalerBase
 from dsas_bench.utility.base import UtilityMetric
 
 

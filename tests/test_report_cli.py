@@ -40,7 +40,7 @@ def test_leaderboard_writes_files_and_prints_the_table(run_dir, tmp_path, capsys
 
 def test_leaderboard_and_plot_rank_and_draw_by_expected_maximum_toxicity(run_dir, tmp_path, capsys):
     from dsas_bench.analysis import leaderboard
-    from dsas_bench.results import load_rows
+    from dsas_bench.run.results import load_rows
 
     assert main(["leaderboard", str(run_dir), "--objective", "emt", "--max-delta-ppl", "1000",
                  "--output", str(tmp_path)]) == 0

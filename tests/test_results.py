@@ -5,9 +5,9 @@ import json
 import pytest
 from conftest import tiny_run_config
 
-from dsas_bench.errors import UsageError
-from dsas_bench.results import ResultsStore
-from dsas_bench.sweep import fit_cache, run_sweep
+from dsas_bench.core.errors import UsageError
+from dsas_bench.run.results import ResultsStore
+from dsas_bench.run.sweep import fit_cache, run_sweep
 
 
 def store_with(tmp_path, *rows: dict, tail: bytes = b"") -> ResultsStore:
@@ -102,7 +102,7 @@ def test_repair_and_forget_refuse_a_folder_another_writer_holds(tmp_path):
 
 
 def test_quality_flags_name_absurd_results():
-    from dsas_bench.results import quality_flags
+    from dsas_bench.run.results import quality_flags
 
     assert quality_flags({"perplexity": 12.0, "tox_mean": 0.1}, ["a", ""], "tox_mean", "toxicity") == []
     assert quality_flags({"perplexity": float("nan"), "tox_mean": float("nan")}, ["", " "], "tox_mean", "toxicity") == [

@@ -8,15 +8,15 @@ import pytest
 import torch
 from helpers import PROMPTS, demo_lines, fitted, logits
 
-from dsas_bench.errors import UsageError
-from dsas_bench.modules import select_modules
-from dsas_bench.scaler import fit_scaler, load_scaler, scaler_names
-from dsas_bench.scaler.cast import CastGate
-from dsas_bench.scaler.dsas import DSAS, LinearScaler, fold, make_probe
-from dsas_bench.steering.base import FitSets, SteeringMethod
-from dsas_bench.steering.hooks import HookManager, steer
-from dsas_bench.steering.maps import ShiftMap
-from dsas_bench.steering.registry import METHODS, get_method, method_names, register_method
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import HookManager, steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import METHODS, get_method, method_names, register_method
+from dsas_bench.methods.base import FitSets, SteeringMethod
+from dsas_bench.methods.maps import ShiftMap
+from dsas_bench.scalers import fit_scaler, load_scaler, scaler_names
+from dsas_bench.scalers.cast import CastGate
+from dsas_bench.scalers.dsas import DSAS, LinearScaler, fold, make_probe
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_dsas_probe_is_unwhitened_by_default_and_whitening_is_a_recorded_option(
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from dsas_bench.activations import pooled_activations
+    from dsas_bench.core.activations import pooled_activations
 
     plain = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0)
     whitened = fit_scaler("on", tiny_lm, None, modules, sets, n_components=3, threshold=0.0, whiten=True)

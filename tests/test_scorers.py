@@ -21,13 +21,13 @@ from transformers import (
     RobertaTokenizer,
 )
 
+from dsas_bench.behaviors.toxicity.scorers import get_scorer, scorer_names
+from dsas_bench.behaviors.toxicity.scorers.base import ToxicityScorer
+from dsas_bench.behaviors.toxicity.scorers.detoxify import CHECKPOINT_ENV, CONFIG_DIR_ENV, detoxify_cache_path
+from dsas_bench.behaviors.toxicity.scorers.jigsaw_bilstm import KerasTokenizerState, KerasWordTokenizer
+from dsas_bench.behaviors.toxicity.scorers.roberta_rtc import ROBERTA_RTC_MODEL
 from dsas_bench.cli import main
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.scorers import get_scorer, scorer_names
-from dsas_bench.metrics.scorers.base import ToxicityScorer
-from dsas_bench.metrics.scorers.detoxify import CHECKPOINT_ENV, CONFIG_DIR_ENV, detoxify_cache_path
-from dsas_bench.metrics.scorers.jigsaw_bilstm import KerasTokenizerState, KerasWordTokenizer
-from dsas_bench.metrics.scorers.roberta_rtc import ROBERTA_RTC_MODEL
+from dsas_bench.core.errors import UsageError
 
 TEXTS = ["you are a stupid idiot", "have a nice day", "", "thanks for the edit, that is a nice idea",
          "idiot " * 80]

@@ -8,8 +8,8 @@ import sys
 import pytest
 from helpers import is_png
 
+from dsas_bench.analysis.plots import pareto_figure
 from dsas_bench.cli import main
-from dsas_bench.plots import pareto_figure
 
 pytestmark = pytest.mark.slow
 

@@ -10,15 +10,15 @@ import torch
 from conftest import kill_after, launch, tiny_run_config
 
 from dsas_bench.cli import main
-from dsas_bench.data import fit_sets, load_jigsaw, load_texts
-from dsas_bench.devices import WORKER_DEVICE, run_per_device
-from dsas_bench.evaluate import strength_groups
-from dsas_bench.modules import select_modules
-from dsas_bench.results import ResultsStore
-from dsas_bench.scaler import fit_scaler
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.registry import get_method
-from dsas_bench.sweep import BASELINE, Cell, plan, run_sweep
+from dsas_bench.core.data import fit_sets, load_jigsaw, load_texts
+from dsas_bench.core.devices import WORKER_DEVICE, run_per_device
+from dsas_bench.core.hooks import steer
+from dsas_bench.core.modules import select_modules
+from dsas_bench.methods import get_method
+from dsas_bench.run.evaluate import strength_groups
+from dsas_bench.run.results import ResultsStore
+from dsas_bench.run.sweep import BASELINE, Cell, plan, run_sweep
+from dsas_bench.scalers import fit_scaler
 
 VOLATILE = ("created", "wall_time_s", "strength_batch")
 STRENGTHS = [2.0, 8.0, 32.0]  # large enough to change a random tiny model's continuations
@@ -186,7 +186,7 @@ def test_each_device_gets_a_worker_process_of_its_own():
 
 def test_dry_run_with_calibrated_strengths_counts_the_calibrations_and_writes_nothing(tiny_model_dir, tmp_path,
                                                                                        capsys):
-    from dsas_bench.models import cache_dir
+    from dsas_bench.core.models import cache_dir
 
     output = tmp_path / "out"
     fits_before = set((cache_dir() / "interventions").glob("*")) if (cache_dir() / "interventions").exists() else set()

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import kill_after, launch, tiny_run_config
 
-from dsas_bench.config import load_config
-from dsas_bench.errors import UsageError
-from dsas_bench.results import ResultsStore
-from dsas_bench.steering.methods.lineas import LinEAS
-from dsas_bench.sweep import _inputs, fitted, plan, run_sweep
+from dsas_bench.core.errors import UsageError
+from dsas_bench.methods.lineas import LinEAS
+from dsas_bench.run.config import load_config
+from dsas_bench.run.results import ResultsStore
+from dsas_bench.run.sweep import _inputs, fitted, plan, run_sweep
 
 VOLATILE = ("created", "wall_time_s", "strength_batch")  # strength_batch: how many cells shared batches
 
@@ -96,7 +96,7 @@ def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp
 
 def cells_run_here() -> int:
     """How many models this process's sweep code has loaded (0 when it ran no cell)."""
-    sweep = sys.modules.get("dsas_bench.sweep")
+    sweep = sys.modules.get("dsas_bench.run.sweep")
     return sweep._model.cache_info().currsize if sweep else 0
 
 
@@ -104,8 +104,8 @@ def test_parallel_cells_of_one_fit_fit_it_once(tiny_model_dir, tmp_path, monkeyp
     """Two cells needing the same intervention at once (as with --jobs 2): the second waits and loads it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from dsas_bench.steering.methods.linear_act import MeanAcT
-    from dsas_bench.sweep import _lm
+    from dsas_bench.methods.linear_act import MeanAcT
+    from dsas_bench.run.sweep import _lm
 
     monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path / "cache"))  # nothing fitted yet
     config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"])
@@ -164,8 +164,8 @@ def test_samples_per_prompt_gives_k_continuations_and_realtoxicityprompts_metric
     Toxicity Probability are the hand computation from those per-sample scores; sample 0 is the K = 1 row's."""
     import numpy as np
 
+    from dsas_bench.behaviors.toxicity.scorers import get_scorer
     from dsas_bench.cli import main
-    from dsas_bench.metrics.scorers import get_scorer
 
     common = ["run", "--model", str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "",
               "--n-prompts", "3", "--max-new-tokens", "4", "--fit-n", "8", "--strengths", "1", "--device", "cpu",

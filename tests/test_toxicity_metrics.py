@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.toxicity import toxicity_summary
+from dsas_bench.behaviors.toxicity.summary import toxicity_summary
+from dsas_bench.core.errors import UsageError
 
 SCORES = [0.9, 0.2, 0.6, 0.5, 0.1, 0.7]
 PROMPTS = [0.8, 0.1, None, 0.3, float("nan"), 0.5]
@@ -45,7 +45,7 @@ def test_expected_maximum_toxicity_and_toxicity_probability_by_hand():
 def test_scipy_bootstrap_gives_the_numbers_of_the_documented_resampling():
     """scipy.stats.bootstrap, percentile method, seeded: the same interval as drawing the resamples by hand
     (batches of prompt indices from np.random.default_rng(seed), 2.5 / 97.5 percentiles of the means)."""
-    from dsas_bench.metrics.toxicity import _BOOT_CELLS
+    from dsas_bench.core.stats import _BOOT_CELLS
 
     values = np.random.default_rng(4).random(300)
     rng, n, chunk = np.random.default_rng(9), len(values), _BOOT_CELLS // len(values)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from helpers import demo_lines
 
-from dsas_bench.config import RunConfig, load_config
-from dsas_bench.errors import UsageError
-from dsas_bench.metrics.perplexity import perplexity
-from dsas_bench.steering.hooks import steer
-from dsas_bench.steering.maps import ShiftMap
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import steer
+from dsas_bench.methods.maps import ShiftMap
+from dsas_bench.run.config import RunConfig, load_config
 from dsas_bench.utility import DEFAULT_UTILITY, UTILITY, build_utility, check_utility, register_utility
 from dsas_bench.utility.base import UtilityInputs, UtilityMetric, measure_utility
+from dsas_bench.utility.perplexity import perplexity
 
 
 def test_the_default_is_perplexity_then_lm_eval_and_aliases_resolve():

@@ -17,7 +17,6 @@ from typing import Any
 from dsas_bench.analysis.pareto import (
     BASELINE_METHOD,
     DEFAULT_SLACK,
-    EXPLOSION_FACTOR,
     NO_GAIN,
     PLAIN_MODE,
     UTILITY_DIRECTION,
@@ -29,13 +28,15 @@ from dsas_bench.analysis.pareto import (
     compare_fronts,
     exploded,
     hypervolume,
+    line_objective,
     metric_points,
     objective_of,
     reference_point,
 )
 from dsas_bench.behaviors import get_behavior, row_behavior
 from dsas_bench.behaviors.base import Behavior, Objective
-from dsas_bench.strengths import Budget, parse_budget
+from dsas_bench.run.results import EXPLOSION_FACTOR
+from dsas_bench.run.strengths import Budget, parse_budget
 
 COLUMNS = ("rank", "source", "model", "method", "dsas", "best_objective", "best_strength", "ppl_at_best",
            "delta_ppl_at_best", "accuracy_at_best", "accuracy_stderr_at_best", "accuracy_task",
@@ -194,11 +195,6 @@ def _ci(line: Mapping[str, Any]) -> str:
 Column = tuple[str, Callable[[Mapping[str, Any]], str]]
 
 
-def line_objective(line: Mapping[str, Any]) -> Objective:
-    """The objective a leaderboard line's ``best_objective`` is in."""
-    return get_behavior(line["behavior"]).objective(line["objective"])
-
-
 def _value(value: float | None, objective: Objective, sign: str = "") -> str:
     """An objective's value: a percentage to two decimals, a score to three."""
     return _fmt(value, f"{sign}.2f" if objective.unit == "%" else f"{sign}.3f")
@@ -299,7 +295,7 @@ def write_leaderboard(rows: Sequence[Row], out_dir: str | Path, *, max_delta_ppl
 
     Returns their paths under the keys ``"md"``, ``"csv"`` and ``"png"``; options as ``leaderboard``.
     """
-    from dsas_bench.plots import plot_leaderboard  # matplotlib is loaded only when rendering
+    from dsas_bench.analysis.plots import plot_leaderboard  # matplotlib is loaded only when rendering
 
     lines = leaderboard(rows, max_delta_ppl=max_delta_ppl, n_boot=n_boot, seed=seed,
                         include_published=include_published, objective=objective)

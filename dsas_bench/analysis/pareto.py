@@ -25,16 +25,15 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import t as student_t
 
-from dsas_bench.behaviors import DEFAULT_BEHAVIOR, row_behavior
+from dsas_bench.behaviors import DEFAULT_BEHAVIOR, get_behavior, row_behavior
 from dsas_bench.behaviors.base import Objective
-from dsas_bench.errors import UsageError, warn
-from dsas_bench.results import EXPLODED_FLAGS
+from dsas_bench.core.errors import UsageError, warn
+from dsas_bench.run.results import EXPLODED_FLAGS
 
 Row = Mapping[str, Any]
 Direction = Literal["min", "max"]
 Relation = Literal["dominates", "dominated", "crosses", "equal"]
 OUTSIDE_BUDGET = "no point within budget"  # compare_fronts: neither front has a point inside the reference box
-EXPLOSION_FACTOR = 10  # the sweep flags a steered perplexity above this multiple of the unsteered one
 NO_GAIN = "neither improves on the unsteered model within the budget"  # compare_fronts: no point in the box gains
 
 BASELINE_METHOD = "none"
@@ -157,6 +156,11 @@ def select_rows(rows: Iterable[Row], *, model: str | None = None, scorer: str | 
     given = {"model": model, "scorer": scorer, "prompt_set": prompt_set}
     wanted = {k: v for k, v in given.items() if v is not None}
     return [row for row in rows if all(str(row.get(k)) == v for k, v in wanted.items())]
+
+
+def line_objective(line: Mapping[str, Any]) -> Objective:
+    """The objective a leaderboard line's ``best_objective`` is in."""
+    return get_behavior(line["behavior"]).objective(line["objective"])
 
 
 def exploded(row: Row) -> bool:

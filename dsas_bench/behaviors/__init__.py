@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dsas_bench.errors import UsageError
-from dsas_bench.registry import Registry, check_options
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.registry import Registry, check_options
 
 if TYPE_CHECKING:
     from dsas_bench.behaviors.base import Behavior

@@ -10,9 +10,10 @@ from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 import numpy as np
 
 from dsas_bench.behaviors import BEHAVIORS
-from dsas_bench.data.loaders import Prompt, load_texts
-from dsas_bench.errors import UsageError
-from dsas_bench.registry import resolve_options
+from dsas_bench.core.data import Prompt, load_texts
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.registry import resolve_options
+from dsas_bench.core.stats import bootstrap_ci
 
 Direction = Literal["min", "max"]
 
@@ -147,8 +148,6 @@ def prompt_major(continuations: Sequence[str], scores: Sequence[float],
 def summarised(behavior: Behavior, grid: np.ndarray, seed: int, n_boot: int = 1000) -> dict[str, Any]:
     """Every objective of ``behavior`` over the (prompts, k) ``grid``: its mean over prompts and ``<name>_ci``,
     the seeded 95% percentile bootstrap over prompts."""
-    from dsas_bench.metrics.toxicity import bootstrap_ci
-
     summary: dict[str, Any] = {}
     for objective in behavior.objectives:
         values = behavior.per_prompt(grid, objective.name)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from dsas_bench.behaviors.base import Behavior, Objective, Scorer, as_grid, prompt_major, summarised
-from dsas_bench.data.loaders import Prompt, _existing, _hub_rows, _jsonl_rows, _shuffled, load_prompts, load_texts
-from dsas_bench.errors import UsageError
+from dsas_bench.core.data import Prompt, _existing, _hub_rows, _jsonl_rows, _shuffled, load_prompts, load_texts
+from dsas_bench.core.errors import UsageError
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "sentiment"
 NEGATIVE, POSITIVE = -0.05, 0.05  # VADER's own thresholds on the compound score

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsas_bench.errors import UsageError
+from dsas_bench.core.errors import UsageError
+from dsas_bench.formats import constant_shifts
+from dsas_bench.formats.gguf_format import write_control_vector
+from dsas_bench.formats.safetensors_format import write_safetensors
 from dsas_bench.interop import EXPORT_FORMATS
-from dsas_bench.interop.formats import constant_shifts
-from dsas_bench.interop.gguf_format import write_control_vector
 from dsas_bench.interop.intervention import load_any
 from dsas_bench.interop.lmeval_steered import write_lm_eval_steered
-from dsas_bench.interop.safetensors_format import write_safetensors
 
 SHIFT_WRITERS = {"gguf-control-vector": write_control_vector, "lm-eval-steered": write_lm_eval_steered}
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dsas_bench.errors import UsageError
-from dsas_bench.interop.formats import load_method
-from dsas_bench.interop.safetensors_format import read_scaler
-from dsas_bench.models import LoadedModel, load_model
-from dsas_bench.scaler import OFF, SCALERS, load_scaler
-from dsas_bench.scaler.base import ScalerBase
-from dsas_bench.steering.base import SteeringMethod
-from dsas_bench.sweep import METHOD_FILE, load_intervention
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.models import LoadedModel, load_model
+from dsas_bench.formats import load_method
+from dsas_bench.formats.safetensors_format import read_scaler
+from dsas_bench.methods.base import SteeringMethod
+from dsas_bench.run.sweep import METHOD_FILE, load_intervention
+from dsas_bench.scalers import OFF, SCALERS, load_scaler
+from dsas_bench.scalers.base import ScalerBase
 
 
 def load_any(path: str | Path, lm: LoadedModel | None = None) -> tuple[SteeringMethod, ScalerBase | None]:

@@ -19,7 +19,8 @@ from typing import Any
 
 from lm_eval.models.huggingface import HFLM
 
-from dsas_bench.errors import UsageError
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.hooks import steer
 from dsas_bench.interop.intervention import (
     checked_strength,
     existing_intervention,
@@ -27,7 +28,6 @@ from dsas_bench.interop.intervention import (
     load_steered,
 )
 from dsas_bench.interop.registration import MODEL_NAME, register
-from dsas_bench.steering.hooks import steer
 
 
 class DSASSteeredLM(HFLM):

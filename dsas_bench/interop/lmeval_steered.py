@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dsas_bench.errors import UsageError
-from dsas_bench.interop.formats import atomic_file, model_skeleton
-from dsas_bench.steering.base import SteeringMethod
+from dsas_bench.core.errors import UsageError
+from dsas_bench.formats import atomic_file, model_skeleton
+from dsas_bench.methods.base import SteeringMethod
 
 FORMAT_NAME = "lm-eval-steered"
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dsas_bench.errors import UsageError
-from dsas_bench.registry import Registry, check_options
+from dsas_bench.core.errors import UsageError
+from dsas_bench.core.registry import Registry, check_options
 
 if TYPE_CHECKING:
     from dsas_bench.utility.base import UtilityMetric
@@ -27,8 +27,8 @@ __all__ = ["DEFAULT_UTILITY", "REQUIRED", "UTILITY", "build_utility", "check_uti
 
 UTILITY: Registry[UtilityMetric] = Registry("utility metric", "dsas_bench.utility.base:UtilityMetric",
                                             "dsas_bench.utility")
-UTILITY.add("perplexity", "dsas_bench.metrics.perplexity:Perplexity", "ppl")
-UTILITY.add("lm-eval", "dsas_bench.metrics.lmeval:LmEvalAccuracy", "lmeval")
+UTILITY.add("perplexity", "dsas_bench.utility.perplexity:Perplexity", "ppl")
+UTILITY.add("lm-eval", "dsas_bench.utility.lmeval:LmEvalAccuracy", "lmeval")
 register_utility = UTILITY.register
 DEFAULT_UTILITY = ["perplexity", "lm-eval"]
 REQUIRED = "perplexity"  # the calibration budget, the explosion flag and every front read it

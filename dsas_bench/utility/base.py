@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dsas_bench.registry import resolve_options
+from dsas_bench.core.registry import resolve_options
 from dsas_bench.utility import UTILITY
 
 if TYPE_CHECKING:
-    from dsas_bench.models import LoadedModel
+    from dsas_bench.core.models import LoadedModel
 
 
 @dataclass(frozen=True)

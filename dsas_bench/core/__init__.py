@@ -1,0 +1,1 @@
+"""The shared core: errors, the registry, models, hooks, activation capture, generation and data."""

@@ -1,1 +1,0 @@
-"""Measurements: toxicity scorers and metrics, perplexity, lm-eval."""

@@ -1,1 +1,0 @@
-"""Steering: the hook manager, the method registry and the built-in methods."""
