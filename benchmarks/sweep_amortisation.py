@@ -23,8 +23,9 @@ from typing import Any
 
 from _timing import fresh_cache, interleaved, machine, table
 
+from dsas_bench.run.cell import run_cell
 from dsas_bench.run.config import load_config
-from dsas_bench.run.sweep import BASELINE, Cell, run_cell
+from dsas_bench.run.plan import BASELINE, Cell
 
 Rows = list[dict[str, Any]]
 STAGES = ("fit", "generate", "perplexity", "score")

@@ -15,8 +15,11 @@ from dsas_bench.core.errors import UsageError
 from dsas_bench.core.hooks import steer
 from dsas_bench.run.calibration import MAX_GROWTH, find_lambda_max
 from dsas_bench.run.config import load_config
+from dsas_bench.run.inputs import inputs_for, model_for
+from dsas_bench.run.interventions import calibrated, fitted
+from dsas_bench.run.plan import plan
 from dsas_bench.run.strengths import Budget, grid_for, parse_budget, spaced
-from dsas_bench.run.sweep import _inputs, _lm, calibrated, fitted, plan, run_sweep
+from dsas_bench.run.sweep import run_sweep
 from dsas_bench.utility.perplexity import perplexity
 
 GRID = "linacts=0.25,0.5,1;actadd=1,2,4;iti:on=0.5,1"
@@ -90,7 +93,7 @@ def test_lambda_max_uses_up_the_budget(trained_tiny_model_dir, tmp_path, method,
                              max_delta_ppl="5%", dsas_options=trust)
     record = calibrated(config, method, dsas, 0)
     steering, scaler, _ = fitted(config, method, dsas, 0)
-    lm, texts = _lm(config), _inputs(config).calibration
+    lm, texts = model_for(config), inputs_for(config).calibration
     unsteered = perplexity(lm, texts, max_tokens=config.perplexity_tokens, progress=False)
     with steer(lm.model, steering.maps(lm.device), record["lambda_max"], scaler):
         steered = perplexity(lm, texts, max_tokens=config.perplexity_tokens, progress=False)

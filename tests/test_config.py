@@ -11,7 +11,7 @@ from dsas_bench.core.errors import UsageError
 from dsas_bench.core.fieldtypes import check_value
 from dsas_bench.core.generation import SamplingConfig
 from dsas_bench.run.config import RunConfig, field_types, load_config, parse_settings
-from dsas_bench.run.sweep import _inputs
+from dsas_bench.run.inputs import inputs_for
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_flags_override_the_task_file():
 def test_shared_rtp_reads_the_real_samples_by_path(shared_data, monkeypatch):
     monkeypatch.chdir(REPOSITORY)  # its paths are relative to the repository root
     config = load_config("shared-rtp")
-    inputs = _inputs(config)
+    inputs = inputs_for(config)
     assert len(inputs.prompts) == config.n_prompts == 100 and len(inputs.source) == 28
     sets = inputs.fit_sets(config, seed=0)
     assert len(sets.source) == len(sets.target) == len(sets.control) == 28

@@ -10,8 +10,8 @@ from helpers import finished_run, is_png
 
 from dsas_bench.analysis.explain import RESET, compact, heatmap, printable, render_terminal, token_scales
 from dsas_bench.cli import main
+from dsas_bench.run.interventions import SCALER_FILE, intervention_dir, load_intervention
 from dsas_bench.run.results import ResultsStore
-from dsas_bench.run.sweep import SCALER_FILE, intervention_dir, load_intervention
 
 TEXT = "You are such a nice person"
 

@@ -24,7 +24,8 @@ from dsas_bench.interop.lmeval_model import run_lm_eval_cli
 from dsas_bench.methods.actadd import ActAdd
 from dsas_bench.methods.linear_act import MeanAcT
 from dsas_bench.methods.maps import ShiftMap
-from dsas_bench.run.sweep import load_intervention, run_sweep, save_intervention
+from dsas_bench.run.interventions import load_intervention, save_intervention
+from dsas_bench.run.sweep import run_sweep
 from dsas_bench.utility.lmeval import DEFAULT_TASKS_DIR
 
 LIMIT = 8

@@ -6,8 +6,9 @@ import pytest
 from conftest import tiny_run_config
 
 from dsas_bench.core.errors import UsageError
+from dsas_bench.run.interventions import fit_cache
 from dsas_bench.run.results import ResultsStore
-from dsas_bench.run.sweep import fit_cache, run_sweep
+from dsas_bench.run.sweep import run_sweep
 
 
 def store_with(tmp_path, *rows: dict, tail: bytes = b"") -> ResultsStore:

@@ -16,8 +16,9 @@ from dsas_bench.core.hooks import steer
 from dsas_bench.core.modules import select_modules
 from dsas_bench.methods import get_method
 from dsas_bench.run.evaluate import strength_groups
+from dsas_bench.run.plan import BASELINE, Cell, plan
 from dsas_bench.run.results import ResultsStore
-from dsas_bench.run.sweep import BASELINE, Cell, plan, run_sweep
+from dsas_bench.run.sweep import run_sweep
 from dsas_bench.scalers import fit_scaler
 
 VOLATILE = ("created", "wall_time_s", "strength_batch")

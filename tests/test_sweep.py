@@ -12,8 +12,11 @@ from conftest import kill_after, launch, tiny_run_config
 from dsas_bench.core.errors import UsageError
 from dsas_bench.methods.lineas import LinEAS
 from dsas_bench.run.config import load_config
+from dsas_bench.run.inputs import inputs_for
+from dsas_bench.run.interventions import fitted
+from dsas_bench.run.plan import plan
 from dsas_bench.run.results import ResultsStore
-from dsas_bench.run.sweep import _inputs, fitted, plan, run_sweep
+from dsas_bench.run.sweep import run_sweep
 
 VOLATILE = ("created", "wall_time_s", "strength_batch")  # strength_batch: how many cells shared batches
 
@@ -64,14 +67,14 @@ def test_rows_record_config_versions_and_hash(tiny_model_dir, tmp_path):
 
 def test_perplexity_calibration_and_control_texts_are_disjoint():
     config = load_config("demo", {"n_perplexity_texts": 50, "n_calibration_texts": 8})
-    inputs = _inputs(config)
+    inputs = inputs_for(config)
     assert (len(inputs.neutral), len(inputs.calibration), len(inputs.control)) == (50, 8, 120 - 50 - 8)
     perplexity, calibration, control = map(set, (inputs.neutral, inputs.calibration, inputs.control))
     assert not perplexity & control and not calibration & perplexity and not calibration & control
     too_many = load_config("demo", {"n_perplexity_texts": 100})
     with pytest.raises(UsageError, match="asked for 32 control texts, but only 0 of the control data are not "
                                          "among the 100 perplexity texts and the 20 calibration texts"):
-        _inputs(too_many).fit_sets(too_many, seed=0)
+        inputs_for(too_many).fit_sets(too_many, seed=0)
 
 
 def test_plan_puts_a_baseline_per_seed_first(tiny_model_dir):
@@ -96,7 +99,7 @@ def test_e2e_cell_trains_lineas_once_jointly_with_its_scaler(tiny_model_dir, tmp
 
 def cells_run_here() -> int:
     """How many models this process's sweep code has loaded (0 when it ran no cell)."""
-    sweep = sys.modules.get("dsas_bench.run.sweep")
+    sweep = sys.modules.get("dsas_bench.run.inputs")
     return sweep._model.cache_info().currsize if sweep else 0
 
 
@@ -105,11 +108,11 @@ def test_parallel_cells_of_one_fit_fit_it_once(tiny_model_dir, tmp_path, monkeyp
     from concurrent.futures import ThreadPoolExecutor
 
     from dsas_bench.methods.linear_act import MeanAcT
-    from dsas_bench.run.sweep import _lm
+    from dsas_bench.run.inputs import model_for
 
     monkeypatch.setenv("DSAS_BENCH_CACHE", str(tmp_path / "cache"))  # nothing fitted yet
     config = tiny_run_config(tiny_model_dir, tmp_path, methods=["meanacts"])
-    _lm(config)  # loaded once, before the cells race
+    model_for(config)  # loaded once, before the cells race
     fits = []
     real_fit = MeanAcT.fit
 

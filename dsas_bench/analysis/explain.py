@@ -21,7 +21,8 @@ from dsas_bench.core.errors import UsageError
 from dsas_bench.core.hooks import steer
 from dsas_bench.core.models import LoadedModel
 from dsas_bench.methods.base import SteeringMethod
-from dsas_bench.run.sweep import BASELINE, METHOD_FILE, intervention_dir
+from dsas_bench.run.interventions import METHOD_FILE, intervention_dir
+from dsas_bench.run.plan import BASELINE
 from dsas_bench.scalers.base import ScalerBase
 
 CMAP = colormaps["viridis"]

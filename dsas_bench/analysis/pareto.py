@@ -268,7 +268,7 @@ def act_summary(points: Sequence[Mapping[str, Any]], baseline_ppl: float, max_de
 # --------------------------------------------------------------------------- fronts of rows
 
 
-def _utility(metric: str) -> Direction:
+def utility_for(metric: str) -> Direction:
     if metric not in UTILITY_DIRECTION:
         raise UsageError(f"unknown utility metric {metric!r}; choose one of {', '.join(UTILITY_DIRECTION)}")
     return UTILITY_DIRECTION[metric]
@@ -285,7 +285,7 @@ def _lacking(points: Sequence[Mapping[str, Any]], objective: Objective) -> None:
 def metric_points(points: Sequence[Mapping[str, Any]], metric: str,
                   objective: str | Objective | None = None) -> np.ndarray:
     """(n, 2) array of (objective, metric) from aggregated points; refuses points lacking either."""
-    _utility(metric)
+    utility_for(metric)
     chosen = objective_of(points, objective)
     _lacking(points, chosen)
     lacking = sorted({f"{p['method']}/{p['dsas']}" for p in points if p[metric] is None})
@@ -388,7 +388,7 @@ def compare_fronts(plain_rows: Sequence[Row], dsas_rows: Sequence[Row], baseline
         raise UsageError("dsas_rows have dsas='off': pass the rows of a DSAS mode (on, e2e or cast)")
     _single(baseline, "baseline", method=BASELINE_METHOD)
     chosen = objective_of([*plain_rows, *dsas_rows, *baseline], objective)
-    directions = (chosen.direction, _utility(metric))
+    directions = (chosen.direction, utility_for(metric))
     plain, dsas = aggregate_seeds(plain_rows), aggregate_seeds(dsas_rows)
     ref = reference_point(baseline_point(baseline), metric, slack, chosen)
     plain_pts, dsas_pts = metric_points(plain, metric, chosen), metric_points(dsas, metric, chosen)

@@ -448,7 +448,7 @@ def explain(args: argparse.Namespace) -> int:
     check_output_dir(Path(args.output).parent if args.output else args.run)
     from dsas_bench.analysis.explain import choose_intervention, heatmap, render_terminal, token_scales
     from dsas_bench.core.models import load_model
-    from dsas_bench.run.sweep import intervention_dir, load_intervention
+    from dsas_bench.run.interventions import intervention_dir, load_intervention
 
     row = choose_intervention(rows, args.run, args.method, args.dsas, args.seed)
     method, mode, seed, config = row["method"], row["dsas"], row["seed"], row["config"]

@@ -14,7 +14,7 @@ from dsas_bench.core.models import LoadedModel, load_model
 from dsas_bench.formats import load_method
 from dsas_bench.formats.safetensors_format import read_scaler
 from dsas_bench.methods.base import SteeringMethod
-from dsas_bench.run.sweep import METHOD_FILE, load_intervention
+from dsas_bench.run.interventions import METHOD_FILE, load_intervention
 from dsas_bench.scalers import OFF, SCALERS, load_scaler
 from dsas_bench.scalers.base import ScalerBase
 

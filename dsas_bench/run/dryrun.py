@@ -18,21 +18,11 @@ from dataclasses import dataclass
 from dsas_bench.core.errors import UsageError
 from dsas_bench.run.config import RunConfig
 from dsas_bench.run.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
+from dsas_bench.run.inputs import inputs_for, model_for, sampling_for, scorer_for
+from dsas_bench.run.interventions import METHOD_FILE, fit_cache
+from dsas_bench.run.plan import BASELINE, Cell, cell_identity, plan
 from dsas_bench.run.results import ResultsStore
-from dsas_bench.run.sweep import (
-    BASELINE,
-    METHOD_FILE,
-    Cell,
-    _inputs,
-    _lm,
-    _sampling,
-    _scorer,
-    _workers,
-    cell_identity,
-    check,
-    fit_cache,
-    plan,
-)
+from dsas_bench.run.sweep import check, worker_count
 
 PROBE_TOKENS = 4  # new tokens per row of the timed generation batch
 
@@ -55,7 +45,7 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     lines_to_calibrate = sum(math.isnan(cell.strength) for cell in cells) // max(config.n_strengths, 1)
     done = set() if fresh else ResultsStore(config.output).done()
     todo = [cell for cell in cells if cell_identity(config, cell)[2] not in done]
-    groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=_workers(config))
+    groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=worker_count(config))
     work = count_work(config, todo)
     fits = sorted({fit_key(cell) for cell in todo if cell.method != BASELINE})
     cached = [key for key in fits if (fit_cache(config, *key) / METHOD_FILE).exists()]
@@ -75,8 +65,8 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     ]
     if todo:
         seconds = estimate_seconds(config, work, max(widest, 1))
-        workers = _workers(config)
-        lines.append(f"estimated time: about {_duration(seconds / workers)} on {_lm(config).device}"
+        workers = worker_count(config)
+        lines.append(f"estimated time: about {_duration(seconds / workers)} on {model_for(config).device}"
                      + (f" with {workers} workers" if workers > 1 else "")
                      + " (an estimate from a few seconds of measured throughput; fitting not included)")
     lines.append("dry run: nothing was written")
@@ -85,7 +75,7 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
 
 def count_work(config: RunConfig, cells: list[Cell]) -> Work:
     """Tokens, texts and requests the cells compute (each cell: every prompt, every perplexity text, lm-eval)."""
-    inputs = _inputs(config)
+    inputs = inputs_for(config)
     per_cell = Work(1, len(inputs.prompts) * config.max_new_tokens, len(inputs.prompts),
                     _perplexity_tokens(config, inputs.neutral), lm_eval_requests(config))
     n = len(cells)
@@ -115,11 +105,11 @@ def estimate_seconds(config: RunConfig, work: Work, cells_per_batch: int) -> flo
     """Seconds for ``work`` at the throughput measured on shared batches of ``cells_per_batch`` copies of the first
     prompts and texts, unsteered (steering costs a few per cent). Generation is timed at 1 and ``PROBE_TOKENS`` new
     tokens, which separates the prefill from the cost per new token."""
-    inputs, lm, scorer = _inputs(config), _lm(config), _scorer(config)
+    inputs, lm, scorer = inputs_for(config), model_for(config), scorer_for(config)
     prompts, texts = [p.text for p in inputs.prompts[:config.batch_size]], inputs.neutral[:config.batch_size]
 
     def shared(new_tokens: int) -> list[Evaluated]:
-        sampling = dataclasses.replace(_sampling(config), max_new_tokens=new_tokens)
+        sampling = dataclasses.replace(sampling_for(config), max_new_tokens=new_tokens)
         return evaluate_strengths(lm, {}, None, [0.0] * cells_per_batch, prompts, texts, sampling, seed=0,
                                   batch_size=config.batch_size, max_tokens=config.perplexity_tokens, progress=False)
 
@@ -139,7 +129,7 @@ def estimate_seconds(config: RunConfig, work: Work, cells_per_batch: int) -> flo
 
 def _perplexity_tokens(config: RunConfig, texts: list[str]) -> int:
     """Tokens of ``texts`` scored for perplexity (each cut to ``perplexity_tokens``)."""
-    ids = _lm(config).tokenizer(texts, truncation=True, max_length=config.perplexity_tokens)["input_ids"]
+    ids = model_for(config).tokenizer(texts, truncation=True, max_length=config.perplexity_tokens)["input_ids"]
     return sum(len(row) for row in ids)
 
 
