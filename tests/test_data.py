@@ -245,6 +245,33 @@ def test_texts_from_files(tmp_path: Path) -> None:
     assert load_texts(jsonl(tmp_path / "b.jsonl", [{"body": "x"}]), field="body") == ["x"]
 
 
+def test_real_rtp_sentences_as_neutral_text(shared_data: Path) -> None:
+    """prompt + continuation of the non-toxic RealToxicityPrompts, kept where Perspective scored the end < 0.5."""
+    path = shared_data / "rtp" / "nontoxic.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    kept = [r for r in records if (r["continuation"]["toxicity"] is not None and r["continuation"]["toxicity"] < 0.5)]
+    texts = load_texts(path, field="prompt.text+continuation.text", condition="continuation.toxicity < 0.5")
+    assert texts == [(r["prompt"]["text"] + r["continuation"]["text"]).strip() for r in kept]
+    assert 0 < len(texts) < len(records)  # toxic ends and unscored ones are left out
+    assert len(load_texts(path, field="prompt.text", condition="continuation.toxicity>=0.5")) == sum(
+        r["continuation"]["toxicity"] is not None and r["continuation"]["toxicity"] >= 0.5 for r in records)
+
+
+def test_text_conditions(tmp_path: Path) -> None:
+    records = [{"text": "a", "meta": {"lang": "en", "n": 3}}, {"text": "b", "meta": {"lang": "de", "n": 1}},
+               {"text": "c", "meta": {"n": None}}]
+    path = jsonl(tmp_path / "t.jsonl", records)
+    assert load_texts(path, condition="meta.lang == en") == ["a"]
+    assert load_texts(path, condition="meta.lang != 'en'") == ["b"]  # a missing field is left out
+    assert load_texts(path, condition="meta.n>1") == ["a"]
+    with pytest.raises(UsageError, match="cannot read the condition 'meta.n ~ 1': write FIELD OP VALUE"):
+        load_texts(path, condition="meta.n ~ 1")
+    with pytest.raises(UsageError, match=r"t\.jsonl: no texts"):
+        load_texts(path, condition="meta.n > 10")
+    with pytest.raises(UsageError, match=r"a \.txt file has no fields to test"):
+        load_texts(write(tmp_path / "t.txt", "one\n"), condition="meta.n > 1")
+
+
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("t.jsonl", '{"text": "ok"}\n{"body": "no"}\n', r't\.jsonl line 2: missing field "text"; found body'),
     ("t.jsonl", '{"text": "ok"}\n{"text": null}\n', r't\.jsonl line 2: field "text" must be a non-empty'),

@@ -112,9 +112,11 @@ class Behavior(ABC):
     def prompts(self, source: str, *, challenging_only: bool, n: int | None, seed: int) -> list[Prompt]:
         """The prompts to continue, from ``source`` (demo, hub or a path), seeded-shuffled, the first ``n``."""
 
-    def control_texts(self, source: str, hub_limit: int) -> list[str]:
-        """Neutral texts the control set is drawn from (demo, hub: the first ``hub_limit``, or a path)."""
-        return load_texts(**data_source(source, limit=hub_limit), kind="neutral")
+    def control_texts(self, source: str, hub_limit: int, field: str = "text", condition: str | None = None
+                      ) -> list[str]:
+        """Neutral texts the control set is drawn from (demo, hub: the first ``hub_limit``, or a path; ``field``
+        of each jsonl or hub record that ``condition`` holds for, as ``load_texts`` reads them)."""
+        return load_texts(**data_source(source, limit=hub_limit), kind="neutral", field=field, condition=condition)
 
     @abstractmethod
     def scorer(self, name: str, options: dict[str, Any]) -> Scorer:

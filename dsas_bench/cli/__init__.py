@@ -115,6 +115,12 @@ COMMON_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--control-data",), "control_data", {"help": "demo, hub or a .txt/.jsonl of neutral texts (DSAS control set)"}),
     (("--fit-n",), "fit_n", {"type": int, "help": "sentences per set for fitting (papers: 32)"}),
     (("--perplexity-data",), "perplexity_data", {"help": "demo, hub (WikiText) or a .txt/.jsonl of neutral texts"}),
+    (("--neutral-field",), "neutral_field", {"help": "the field of the neutral jsonl records (perplexity, control "
+                                             "and calibration texts): a dotted path, '+' concatenates, e.g. "
+                                             "prompt.text+continuation.text for RealToxicityPrompts sentences"}),
+    (("--neutral-filter",), "neutral_filter", {"help": "keep the neutral records FIELD OP VALUE holds for, e.g. "
+                                               "continuation.toxicity<0.5 (Perspective's score of the sentence's "
+                                               "end)"}),
     (("--n-perplexity-texts",), "n_perplexity_texts", {"type": int, "help": "texts scored for perplexity, the "
                                                        "first ones of --perplexity-data (papers: 20000); the DSAS "
                                                        "control set is drawn from the other neutral texts"}),

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import operator
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,42 @@ def _text(record: Any, field: str, where: str, schema: str, *, allow_blank: bool
     if not isinstance(value, str) or not (allow_blank or value.strip()):
         raise _error(where, f'field "{field}" must be a non-empty string, got {value!r}', schema)
     return value
+
+
+def _joined(record: Any, fields: str, where: str, schema: str, *, allow_blank: bool = False) -> str:
+    """The ``+``-joined ``fields`` of ``record``, concatenated (one field: its text)."""
+    return "".join(_text(record, name, where, schema, allow_blank=allow_blank) for name in fields.split("+"))
+
+
+_COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+                "!=": operator.ne}
+_CONDITION = re.compile(r"\s*([\w.]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
+
+
+def _condition(condition: str | None) -> Callable[[Any], bool]:
+    """A test of records from ``FIELD OP VALUE`` (VALUE a number, else a string); None keeps every record."""
+    if not condition:
+        return lambda record: True
+    match = _CONDITION.fullmatch(condition)
+    if match is None:
+        raise UsageError(f"cannot read the condition {condition!r}: write FIELD OP VALUE with OP one of "
+                         f"{' '.join(_COMPARISONS)}, e.g. continuation.toxicity<0.5")
+    name, compare, text = match.group(1), _COMPARISONS[match.group(2)], match.group(3).strip("'\"")
+    try:
+        value: Any = float(text)
+    except ValueError:
+        value = text
+
+    def holds(record: Any) -> bool:
+        found = _get(record, name)
+        if found is _MISSING or found is None:
+            return False
+        try:
+            return bool(compare(found, value))
+        except TypeError:  # a string field compared with a number
+            return False
+
+    return holds
 
 
 def _existing(path: str | Path) -> Path:
@@ -311,8 +348,14 @@ def load_jigsaw(path: str | Path | None = None, *, hub: bool = False, hub_name: 
 
 def load_texts(path: str | Path | None = None, *, kind: Literal["neutral", "toxic", "nontoxic"] = "neutral",
                hub: bool = False, hub_name: str = TEXT_HUB, hub_config: str | None = TEXT_HUB_CONFIG,
-               split: str = "train", field: str = "text", limit: int | None = None) -> list[str]:
+               split: str = "train", field: str = "text", condition: str | None = None,
+               limit: int | None = None) -> list[str]:
     """Texts from a ``.txt`` (one per line) or ``.jsonl`` file (``field`` of each record), the hub or demo.
+
+    ``field`` is a dotted path into nested records (``prompt.text``); fields joined by ``+`` are
+    concatenated as written (``prompt.text+continuation.text``: RealToxicityPrompts' whole sentences).
+    ``condition`` keeps only the records it holds for, ``FIELD OP VALUE`` with OP one of
+    ``< <= > >= == !=`` (``continuation.toxicity<0.5``); a record whose FIELD is missing or null is left out.
 
     With neither ``path`` nor ``hub``: the demo file of that ``kind``. Blank lines are skipped and
     texts stripped. ``hub=True`` streams ``field`` from a hub data set (default: WikiText-103, whose
@@ -323,20 +366,23 @@ def load_texts(path: str | Path | None = None, *, kind: Literal["neutral", "toxi
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, got {limit}")
     _one_source(path, hub)
-    schema = f'one text per line (.txt) or jsonl records {{"{field}": ...}}'
+    schema = f'one text per line (.txt) or jsonl records with {" and ".join(repr(f) for f in field.split("+"))}'
+    kept = _condition(condition)
     if hub:
         source = hub_name
         rows = _hub_rows(hub_name, hub_config, split=split, streaming=True)
-        texts = (text for where, row in rows
-                 if (text := _text(row, field, where, schema, allow_blank=True).strip())
+        texts = (text for where, row in rows if kept(row)
+                 if (text := _joined(row, field, where, schema, allow_blank=True).strip())
                  and not _WIKITEXT_HEADING.fullmatch(text))
     else:
         source = file = _existing(DEMO_DIR / f"{kind}.txt" if path is None else path)
         if file.suffix == ".txt":
+            if condition:
+                raise _error(file, f"a .txt file has no fields to test {condition!r} on", "a .jsonl file")
             texts = _txt_lines(file)
         elif file.suffix == ".jsonl":
             records = _jsonl_rows(file, schema)
-            texts = (_text(record, field, where, schema).strip() for where, record in records)
+            texts = (_joined(record, field, where, schema).strip() for where, record in records if kept(record))
         else:
             raise _error(file, f"unsupported file type {file.suffix!r}", schema)
     result = list(itertools.islice(texts, limit))

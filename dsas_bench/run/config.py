@@ -79,6 +79,9 @@ class RunConfig:
     perplexity_data: str = "demo"  # demo | hub | path to neutral texts
     n_perplexity_texts: int = 50  # the papers: 20,000; the rest of the neutral text is the control pool
     perplexity_tokens: int = 50
+    # the jsonl field of the neutral texts (perplexity, control, calibration): a dotted path, "+" concatenates
+    neutral_field: str = "text"
+    neutral_filter: str | None = None  # keep the neutral records it holds for, e.g. continuation.toxicity<0.5
     lm_eval_tasks: list[str] = field(default_factory=lambda: ["demo_mc"])  # TASK or TASK:METRIC (default acc)
     lm_eval_include: list[str] = field(default_factory=list)  # lm-eval task folders besides tasks/lm_eval
     lm_eval_fewshot: int | None = None

@@ -60,7 +60,7 @@ class Inputs:
 
 
 INPUT_FIELDS = ("fit_data", "fit_label", "control_data", "prompts", "challenging_only", "n_prompts", "prompt_seed",
-                "perplexity_data", "n_perplexity_texts", "n_calibration_texts")
+                "perplexity_data", "n_perplexity_texts", "n_calibration_texts", "neutral_field", "neutral_filter")
 
 
 def inputs_for(config: RunConfig) -> Inputs:
@@ -85,11 +85,14 @@ def _cached_behavior(key: str) -> Behavior:
 @functools.lru_cache(maxsize=2)
 def _load_inputs(behavior: str, fit_data: str, fit_label: str, control_data: str, prompts: str,
                  challenging_only: bool, n_prompts: int | None, prompt_seed: int, perplexity_data: str,
-                 n_perplexity_texts: int, n_calibration_texts: int) -> Inputs:
+                 n_perplexity_texts: int, n_calibration_texts: int, neutral_field: str,
+                 neutral_filter: str | None) -> Inputs:
     chosen = _cached_behavior(behavior)
     source, target = chosen.fit_texts(fit_data, fit_label)
-    neutral = load_texts(**data_source(perplexity_data), kind="neutral", limit=n_perplexity_texts)
-    pool = chosen.control_texts(control_data, hub_limit=n_perplexity_texts + HUB_CONTROL_POOL)
+    neutral = load_texts(**data_source(perplexity_data), kind="neutral", limit=n_perplexity_texts,
+                         field=neutral_field, condition=neutral_filter)
+    pool = chosen.control_texts(control_data, hub_limit=n_perplexity_texts + HUB_CONTROL_POOL,
+                                field=neutral_field, condition=neutral_filter)
     scored = set(neutral)
     rest = list(dict.fromkeys(text for text in pool if text not in scored))  # distinct, in order
     picked = set(random.Random(CALIBRATION_SEED).sample(range(len(rest)), min(n_calibration_texts, len(rest))))
