@@ -10,7 +10,8 @@ import yaml
 from conftest import tiny_run_config
 
 import dsas_bench.run.calibration
-from dsas_bench.cli import build_parser, main, summary_table
+from dsas_bench.cli import build_parser, main
+from dsas_bench.cli.run import summary_table
 from dsas_bench.core.errors import UsageError
 from dsas_bench.core.hooks import steer
 from dsas_bench.run.calibration import MAX_GROWTH, find_lambda_max

@@ -387,12 +387,12 @@ def test_report_keeps_one_row_per_cell_id_with_a_warning(finished, tmp_path, cap
 
 
 def test_unexpected_errors_print_a_traceback_and_where_to_report(monkeypatch, capsys):
-    import dsas_bench.cli
+    import dsas_bench.cli.ls
 
     def broken(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(dsas_bench.cli, "list_registered", broken)
+    monkeypatch.setattr(dsas_bench.cli.ls, "list_registered", broken)
     assert main(["methods"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err and "please report it" in err
