@@ -159,9 +159,9 @@ def test_dry_run_prints_the_counts_of_the_plan_and_writes_nothing(tiny_model_dir
     assert main([*sweep_args(tiny_model_dir, done, "--dry-run"), "--seeds", "0"]) == 0
     before = sorted(done.rglob("*"))
     printed = capsys.readouterr().out
-    # 7 cells, 4 to run; 6 prompts × 6 tokens each; 2 fits, both cached by the first run
+    # 7 cells, 4 to run; 6 prompts × 6 tokens each; one method fit and one scaler, both cached by the first run
     assert "plan: 7 cells" in printed and "holds 3 of them; 4 to run" in printed
-    assert "fits: 2 needed, 2 cached, 0 to fit" in printed
+    assert "fits: method states 1 (1 cached), scaler states 1 (1 cached); 0 to fit" in printed
     neutral = load_texts(kind="neutral", limit=50)
     tokens = sum(len(ids) for ids in tiny_lm.tokenizer(neutral, truncation=True, max_length=50)["input_ids"])
     assert (f"{4 * 6 * 6} tokens to generate (at most), {4 * 6} texts to score, {4 * tokens:,} perplexity tokens"

@@ -14,15 +14,17 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from dsas_bench.core.errors import UsageError
 from dsas_bench.run.config import RunConfig
 from dsas_bench.run.evaluate import Evaluated, evaluate_strengths, fit_key, strength_groups
 from dsas_bench.run.inputs import inputs_for, model_for, sampling_for, scorer_for
-from dsas_bench.run.interventions import METHOD_FILE, fit_cache
+from dsas_bench.run.interventions import METHOD_FILE, SCALER_FILE, fit_cache, scaler_cache
 from dsas_bench.run.plan import BASELINE, Cell, cell_identity, plan
 from dsas_bench.run.results import ResultsStore
 from dsas_bench.run.sweep import check, worker_count
+from dsas_bench.scalers import OFF, trains_method
 
 PROBE_TOKENS = 4  # new tokens per row of the timed generation batch
 
@@ -38,6 +40,18 @@ class Work:
     lm_eval_requests: int
 
 
+def _fits(config: RunConfig, cells: list[Cell]) -> tuple[set[Path], set[Path]]:
+    """The saved states the steered ``cells`` need: each method's (fitted once for every DSAS mode; jointly with
+    its scaler for one that trains it) and each scaler's over it."""
+    methods, scalers = set(), set()
+    for method, dsas, seed in {fit_key(cell) for cell in cells if cell.method != BASELINE}:
+        folder = fit_cache(config, method, dsas, seed)
+        methods.add(folder / METHOD_FILE)
+        if dsas != OFF and not trains_method(dsas):
+            scalers.add(scaler_cache(config, folder, dsas) / SCALER_FILE)
+    return methods, scalers
+
+
 def dry_run(config: RunConfig, fresh: bool = False) -> str:
     """The plan, the work and an estimated time of ``config``'s run, as text; nothing is written."""
     check(config, store=None)
@@ -47,15 +61,16 @@ def dry_run(config: RunConfig, fresh: bool = False) -> str:
     todo = [cell for cell in cells if cell_identity(config, cell)[2] not in done]
     groups = strength_groups(todo, config.cells_per_batch, BASELINE, workers=worker_count(config))
     work = count_work(config, todo)
-    fits = sorted({fit_key(cell) for cell in todo if cell.method != BASELINE})
-    cached = [key for key in fits if (fit_cache(config, *key) / METHOD_FILE).exists()]
+    methods, scalers = _fits(config, todo)
+    cached = {path for path in methods | scalers if path.exists()}
     widest = max((len(group) for group in groups), default=0)
     lines = [
         f"plan: {len(cells)} cells ({len(config.methods)} methods × {len(config.dsas)} DSAS modes × "
         f"{len(config.seeds)} seeds × their strengths, and {len(config.seeds)} unsteered)",
         f"results store {ResultsStore(config.output).path}: holds {len(cells) - len(todo)} of them"
         + (" (recomputed: --fresh)" if fresh and done else "") + f"; {len(todo)} to run",
-        f"fits: {len(fits)} needed, {len(cached)} cached, {len(fits) - len(cached)} to fit",
+        f"fits: method states {len(methods)} ({len(methods & cached)} cached), scaler states {len(scalers)} "
+        f"({len(scalers & cached)} cached); {len(methods | scalers) - len(cached)} to fit",
         f"calibrations: {lines_to_calibrate} (method, DSAS mode, seed) lines to calibrate before planning "
         f"their {config.n_strengths} strengths each (counted above, λ unknown yet)" if lines_to_calibrate
         else "calibrations: none to run (the strengths are given or cached)",
