@@ -77,6 +77,22 @@ def test_perplexity_calibration_and_control_texts_are_disjoint():
         inputs_for(too_many).fit_sets(too_many, seed=0)
 
 
+def test_neutral_texts_from_a_field_of_jsonl_records_with_a_filter(tmp_path):
+    """shared-rtp's way: perplexity, calibration and control texts are fields of one jsonl, joined and filtered."""
+    records = [{"head": {"text": f"Sentence {i} starts"}, "tail": {"text": f" and ends {i}.", "score": i % 3}}
+               for i in range(90)]
+    neutral = tmp_path / "neutral.jsonl"
+    neutral.write_text("".join(json.dumps(record) + "\n" for record in records))
+    config = load_config("demo", {"perplexity_data": str(neutral), "control_data": str(neutral),
+                                  "neutral_field": "head.text+tail.text", "neutral_filter": "tail.score < 2",
+                                  "n_perplexity_texts": 20, "n_calibration_texts": 10})
+    inputs = inputs_for(config)
+    kept = [f"Sentence {i} starts and ends {i}." for i in range(90) if i % 3 < 2]
+    assert inputs.neutral == kept[:20]
+    assert sorted(inputs.calibration + inputs.control) == sorted(kept[20:])
+    assert len(inputs.calibration) == 10 and not set(inputs.calibration) & set(inputs.control)
+
+
 def test_plan_puts_a_baseline_per_seed_first(tiny_model_dir):
     config = load_config("demo", {"methods": ["linacts", "iti"], "dsas": ["off", "on"], "seeds": [0, 1],
                                   "strengths": [0.5, 1.0]})
