@@ -131,3 +131,90 @@ def with_plugins(*envs: dict[str, str]) -> dict[str, str]:
     """One environment in which a child Python finds every package installed by ``install_plugin`` calls."""
     paths = dict.fromkeys(path for env in envs for path in env["PYTHONPATH"].split(os.pathsep))
     return {**envs[0], "PYTHONPATH": os.pathsep.join(paths)}
+
+
+# -- plug-in sources: a scaler and a utility metric; a behaviour (tests install them as packages) ---------
+SCALER_PLUGIN = '''
+"""A toy scaler, s ≡ 0.5 everywhere, so λ = 1 with it steers exactly like λ = 0.5 without; and a toy utility
+metric, the mean loss of the first neutral texts under the steering active when it is measured."""
+import torch
+
+from dsas_bench.scalers.base import ScalerBase
+from dsas_bench.utility.base import UtilityMetric
+
+
+class Half(ScalerBase):
+    defaults = {"value": 0.5}
+
+    def __init__(self, width, options=None, model_name=None):
+        super().__init__(options, model_name)
+        self.width = width
+
+    @classmethod
+    def fit(cls, lm, method, modules, sets, options):
+        return cls(lm.hidden_size, options, lm.name)
+
+    @property
+    def hidden_size(self):
+        return self.width
+
+    def config(self):
+        return {"width": self.width}
+
+    def scales(self, module, h, context):
+        return h.new_full((*h.shape[:-1], 1), self.options["value"])
+
+
+class SteeredLoss(UtilityMetric):
+    fields = ("steered_loss",)
+    defaults = {"n_texts": 2}
+
+    def measure(self, inputs):
+        losses = []
+        with torch.inference_mode():
+            for text in inputs.texts[:self.options["n_texts"]]:
+                ids = inputs.lm.tokenizer(text, return_tensors="pt").input_ids.to(inputs.lm.device)
+                losses.append(inputs.lm.model(input_ids=ids, labels=ids).loss.item())
+        return {"steered_loss": sum(losses) / len(losses)}
+'''
+
+
+BEHAVIOR_PLUGIN = '''
+"""A toy behaviour: steer toxic → kind sentences, measured by the words per continuation (fewer is better)."""
+import numpy as np
+
+from dsas_bench.behaviors.base import Behavior, Objective, as_grid, prompt_major, summarised
+from dsas_bench.core.data import load_prompts, load_texts
+
+
+class Words:
+    reported_name = "words"
+
+    def score(self, texts):
+        return np.array([len(text.split()) for text in texts], dtype=float)
+
+    def describe(self):
+        return {"scorer": "words"}
+
+
+class Brevity(Behavior):
+    defaults = {"unit": "words"}
+    objectives = (Objective("words", "mean words per continuation", "", "min"),)
+    default_objective = mean_score = "words"
+
+    def fit_texts(self, source, label):
+        return load_texts(kind="toxic"), load_texts(kind="nontoxic")
+
+    def prompts(self, source, *, challenging_only, n, seed):
+        return load_prompts(n=n, seed=seed)
+
+    def scorer(self, name, options):
+        return Words()
+
+    def per_prompt(self, scores, objective):
+        return as_grid(scores).mean(axis=1)
+
+    def scored_row(self, continuations, scores, prompts, k, seed):
+        grid, texts = prompt_major(continuations, scores, k)
+        return {"metrics": summarised(self, grid, seed), "prompt_scores": grid[:, 0].tolist(), "continuations": texts}
+'''

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import tiny_run_config
-from helpers import install_plugin, make_row
+from helpers import BEHAVIOR_PLUGIN, SCALER_PLUGIN, install_plugin, make_row
 
 from dsas_bench.analysis import compare_fronts, hypervolume, leaderboard, write_leaderboard
 from dsas_bench.analysis.pareto import act_summary, aggregate_seeds
@@ -181,64 +181,29 @@ def test_rows_of_different_behaviours_are_refused():
 
 
 # -- a behaviour from another installed package ------------------------------------------------------
-BEHAVIOR_PLUGIN = '''
-"""A toy behaviour: steer toxic → kind sentences, measured by the words per continuation (fewer is better)."""
-import numpy as np
-
-from dsas_bench.behaviors.base import Behavior, Objective, as_grid, prompt_major, summarised
-from dsas_bench.core.data import load_prompts, load_texts
-
-
-class Words:
-    reported_name = "words"
-
-    def score(self, texts):
-        return np.array([len(text.split()) for text in texts], dtype=float)
-
-    def describe(self):
-        return {"scorer": "words"}
-
-
-class Brevity(Behavior):
-    defaults = {"unit": "words"}
-    objectives = (Objective("words", "mean words per continuation", "", "min"),)
-    default_objective = mean_score = "words"
-
-    def fit_texts(self, source, label):
-        return load_texts(kind="toxic"), load_texts(kind="nontoxic")
-
-    def prompts(self, source, *, challenging_only, n, seed):
-        return load_prompts(n=n, seed=seed)
-
-    def scorer(self, name, options):
-        return Words()
-
-    def per_prompt(self, scores, objective):
-        return as_grid(scores).mean(axis=1)
-
-    def scored_row(self, continuations, scores, prompts, k, seed):
-        grid, texts = prompt_major(continuations, scores, k)
-        return {"metrics": summarised(self, grid, seed), "prompt_scores": grid[:, 0].tolist(), "continuations": texts}
-'''
-
-
 def test_a_behaviour_from_another_installed_package_runs_and_is_ranked_by_its_objective(tiny_model_dir, tmp_path):
-    env = install_plugin(tmp_path, "dsas-bench-brevity", BEHAVIOR_PLUGIN,
-                         {"dsas_bench.behaviors": {"brevity": "dsas_bench_brevity:Brevity"}})
+    """One package registers a behaviour and a scaler; the run measures the one with the other."""
+    env = install_plugin(tmp_path, "dsas-bench-toys", SCALER_PLUGIN + BEHAVIOR_PLUGIN,
+                         {"dsas_bench.behaviors": {"brevity": "dsas_bench_toys:Brevity"},
+                          "dsas_bench.scalers": {"half": "dsas_bench_toys:Half"}})
     listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "behaviors"], env=env, capture_output=True,
                             text=True, check=True)
-    assert ("brevity        (plug-in from dsas-bench-brevity); options: unit='words'; objectives: words "
+    assert ("brevity        (plug-in from dsas-bench-toys); options: unit='words'; objectives: words "
             "(default, lower is better)") in listed.stdout
+    listed = subprocess.run([sys.executable, "-m", "dsas_bench", "ls", "scalers"], env=env, capture_output=True,
+                            text=True, check=True)
+    assert "half           (plug-in from dsas-bench-toys); options: value=0.5" in listed.stdout
     output = tmp_path / "results"
     common = ["--model", str(tiny_model_dir), "--scorer", "profanity", "--lm-eval-tasks", "", "--n-prompts", "3",
               "--max-new-tokens", "6", "--fit-n", "8", "--strengths", "1", "--device", "cpu", "--quiet", "--no-plot",
               "--output", str(output)]
     ran = subprocess.run([sys.executable, "-m", "dsas_bench", "run", "--behaviour", "brevity", "--method", "meanacts",
-                          *common], env=env, capture_output=True, text=True)
+                          "--dsas", "half", *common], env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     rows = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
     for row in rows:
         assert row["behavior"] == "brevity" and row["behavior_options"] == {"unit": "words"}
+        assert row["dsas"] == ("off" if row["method"] == "none" else "half")
         words = [len(text.split()) for text in row["continuations"]]
         assert row["metrics"]["words"] == pytest.approx(np.mean(words)) and row["scorer"] == "words"
     board = subprocess.run([sys.executable, "-m", "dsas_bench", "leaderboard", str(output), "--n-boot", "10"],

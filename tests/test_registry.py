@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import install_plugin, with_plugins
+from helpers import SCALER_PLUGIN, install_plugin, with_plugins
 
 from dsas_bench.core.errors import UsageError
 from dsas_bench.core.modules import select_modules
@@ -93,49 +93,6 @@ def test_method_from_another_installed_package(tmp_path, tiny_model_dir):
     assert steered["continuations"] != baseline["continuations"]
 
 
-SCALER_PLUGIN = '''
-"""A toy scaler, s ≡ 0.5 everywhere, so λ = 1 with it steers exactly like λ = 0.5 without; and a toy utility
-metric, the mean loss of the first neutral texts under the steering active when it is measured."""
-import torch
-
-from dsas_bench.scalers.base import ScalerBase
-from dsas_bench.utility.base import UtilityMetric
-
-
-class Half(ScalerBase):
-    defaults = {"value": 0.5}
-
-    def __init__(self, width, options=None, model_name=None):
-        super().__init__(options, model_name)
-        self.width = width
-
-    @classmethod
-    def fit(cls, lm, method, modules, sets, options):
-        return cls(lm.hidden_size, options, lm.name)
-
-    @property
-    def hidden_size(self):
-        return self.width
-
-    def config(self):
-        return {"width": self.width}
-
-    def scales(self, module, h, context):
-        return h.new_full((*h.shape[:-1], 1), self.options["value"])
-
-
-class SteeredLoss(UtilityMetric):
-    fields = ("steered_loss",)
-    defaults = {"n_texts": 2}
-
-    def measure(self, inputs):
-        losses = []
-        with torch.inference_mode():
-            for text in inputs.texts[:self.options["n_texts"]]:
-                ids = inputs.lm.tokenizer(text, return_tensors="pt").input_ids.to(inputs.lm.device)
-                losses.append(inputs.lm.model(input_ids=ids, labels=ids).loss.item())
-        return {"steered_loss": sum(losses) / len(losses)}
-'''
 BROKEN_PLUGIN = "raise RuntimeError('this plug-in is broken')"
 QUICK_LINEAS = "method_options: {lineas: {steps: 3}, iti: {top_k: 4}}\n"
 
