@@ -1,7 +1,7 @@
 """Calibration transfer: does a λ_max calibrated on some neutral texts cost the budget on others?
 
     python benchmarks/calibration_transfer.py [--task shared-rtp] [--methods iti,actadd] [--dsas off]
-        [--n-eval 300] [--n-calib 200] [--splits 2000] [--seed 0]
+        [--n-eval 300] [--n-calib 200] [--splits 2000] [--seed 0] [--neutral-field F] [--neutral-filter C]
 
 For each method, the run's λ_max (``--strengths auto``: fitted and calibrated as the sweep does, or read
 from the cache) steers the model over every neutral text of the task (perplexity, calibration and
@@ -54,9 +54,15 @@ def main() -> None:
     parser.add_argument("--n-calib", type=int, default=200, help="calibration texts per split (default 200)")
     parser.add_argument("--splits", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--neutral-field", help="read the task's neutral jsonl records at this field instead")
+    parser.add_argument("--neutral-filter", help="keep the neutral records this holds for instead ('' for all)")
     args = parser.parse_args()
-    config = load_config(args.task, {"methods": args.methods.split(","), "dsas": [args.dsas], "strengths": "auto",
-                                     "progress": False})
+    overrides = {"methods": args.methods.split(","), "dsas": [args.dsas], "strengths": "auto", "progress": False}
+    if args.neutral_field is not None:
+        overrides["neutral_field"] = args.neutral_field
+    if args.neutral_filter is not None:
+        overrides["neutral_filter"] = args.neutral_filter or None
+    config = load_config(args.task, overrides)
     inputs, lm = inputs_for(config), model_for(config)
     texts = [*inputs.neutral, *inputs.calibration, *inputs.control]
     if args.n_eval + args.n_calib > len(texts):
